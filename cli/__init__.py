@@ -1,0 +1,1 @@
+"""The ``inas`` command line (installed as the ``inas_cli`` package)."""

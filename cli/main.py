@@ -1,0 +1,25 @@
+"""Entry point of the ``inas`` console script: one Typer app, one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from . import space_cmd
+
+app = typer.Typer(
+    name="inas",
+    help="Active learning with an incremental architecture search (active-iNAS) on baal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("space")(space_cmd.space)
+
+
+@app.callback()
+def main() -> None:
+    """Active learning with an incremental architecture search (active-iNAS) on baal."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
