@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from . import space_cmd
+from . import report_cmd
+from . import run_cmd
+from . import heuristics_cmd, space_cmd
 
 app = typer.Typer(
     name="inas",
@@ -13,7 +15,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("run")(run_cmd.run)
 app.command("space")(space_cmd.space)
+app.command("heuristics")(heuristics_cmd.heuristics)
+app.command("report")(report_cmd.report)
 
 
 @app.callback()

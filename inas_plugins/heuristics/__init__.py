@@ -1,1 +1,32 @@
-"""placeholder, filled by its issue."""
+"""Query heuristics as registered plugins: ours (softmax response, MC-dropout, coreset), baal's, and
+third-party ones from the ``inas_plugins.heuristics`` entry-point group.
+
+Typical use (the active loop does this every round)::
+
+    heuristic = create_heuristic("softmax_response")
+    outputs = collect_outputs(model, pool_images, labelled_images, heuristic.needs, preprocess=preprocess)
+    to_label = heuristic.select(outputs, n=2000, rng=np.random.default_rng(seed))
+"""
+
+from .outputs import NEEDS, ModelOutputs, collect_outputs
+from .base import QueryHeuristic, ScoreHeuristic, check_query_size, require, top_n
+from .registry import (ENTRY_POINT_GROUP, HeuristicInfo, create_heuristic, get_heuristic_class, heuristic_names,
+                       list_heuristics, plugin_errors, register_heuristic, reload_plugins,
+                       unregister_heuristic)
+from .softmax_response import SoftmaxResponse, SoftmaxResponseQuery, as_probabilities
+from .mc_dropout import MCDropoutQuery, MCDropoutVariance, predicted_class_variance
+from .coreset import CoresetQuery, k_center_greedy
+from .baal_builtin import (BaalHeuristic, SeededGibbsSampling, SeededPowerSampling, SeededRankBasedSampling,
+                           StochasticQuery, wrap_baal_heuristic)
+
+__all__ = [
+    "NEEDS", "ModelOutputs", "collect_outputs",
+    "QueryHeuristic", "ScoreHeuristic", "check_query_size", "require", "top_n",
+    "ENTRY_POINT_GROUP", "HeuristicInfo", "create_heuristic", "get_heuristic_class", "heuristic_names",
+    "list_heuristics", "plugin_errors", "register_heuristic", "reload_plugins", "unregister_heuristic",
+    "SoftmaxResponse", "SoftmaxResponseQuery", "as_probabilities",
+    "MCDropoutQuery", "MCDropoutVariance", "predicted_class_variance",
+    "CoresetQuery", "k_center_greedy",
+    "BaalHeuristic", "SeededGibbsSampling", "SeededPowerSampling", "SeededRankBasedSampling", "StochasticQuery",
+    "wrap_baal_heuristic",
+]

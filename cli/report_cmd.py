@@ -1,0 +1,52 @@
+"""``inas report``: compare run directories -- one table, one plot of the learning curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from inas_plugins.report import build_report, format_report_table, report_to_dict
+
+from .errors import fail
+
+
+def report(
+    run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR", show_default=False,
+                                          help="Run directories written by `inas run` (each holds results.json)."),
+    out: Path = typer.Option(Path("report.png"), "--out", "-o",
+                             help="Plot of the learning curves (.png, .pdf or .svg)."),
+    passive: Optional[List[Path]] = typer.Option(None, "--passive", metavar="RUN_DIR",
+                                                 help="Passive (random-query) runs to compute AUC-GAIN against; "
+                                                      "repeat for several. Random-query runs among RUN_DIR are found "
+                                                      "without it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of the table."),
+) -> None:
+    """Compare runs: a table and one plot of the learning curves, mean ± std over seeds.
+
+    Runs whose configurations differ only in the seed (or device, data directory) form one group.
+
+    Columns: final test accuracy; AUC, the area under the accuracy curve normalised to [0, 1] over the labelled range; AUC-GAIN (paper 5.4), the relative reduction of the 0-1 loss area against a passive (random-query) run of the same fixed architecture, "-" when there is none.
+
+    Runs still in progress are included and marked "running".
+
+    Example: inas report runs/sr-1x2-s* runs/random-1x2-s* --out curves.png
+    """
+    from inas_plugins.plots import figure_format, plot_report
+
+    try:
+        figure_format(out)
+        groups = build_report(run_dirs, passive or [])
+    except ValueError as error:
+        raise fail(str(error))
+    try:
+        plot_report(groups, out)
+    except OSError as error:
+        raise fail(f"cannot write plot {out}: {error.strerror or error}")
+    if as_json:
+        typer.echo(json.dumps({**report_to_dict(groups), "plot": str(out)}, indent=2))
+        return
+    typer.echo(format_report_table(groups))
+    typer.echo(f"plot written to {out}")

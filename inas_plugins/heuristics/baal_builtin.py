@@ -1,0 +1,223 @@
+"""baal's heuristics under their baal names, fed the way each of them expects.
+
+* Each baal heuristic gets probabilities, never logits (baal's ``Certainty`` would rank raw logits):
+  ``bald``, ``batch_bald`` and ``variance`` need the MC-dropout samples ``[n, classes, K]``;
+  ``entropy``, ``margin`` and ``certainty`` are single-pass scores and get the deterministic
+  ``[n, classes]`` probabilities; ``random`` needs nothing and is seeded from the query's ``rng``.
+* The stochastic acquisitions of Kirsch et al. (``power_*``, ``gibbs_*``, ``rank_*`` over BALD and
+  entropy) use :class:`SeededPowerSampling` and friends: baal's ``StochasticHeuristic`` defines a
+  one-argument ``get_ranks`` (so baal's own ``ActiveLearningLoop``, which passes two, crashes), draws
+  from numpy's global RNG and silently inverts heuristics ranked lowest-first. The subclasses here
+  accept the loop's arguments, draw from a seeded generator and refuse lowest-first bases.
+* baal's ``get_heuristic`` is a fixed dict, so it is not used; ``epig`` (needs predictions on a target
+  set) and ``precomputed`` (not a query function) are not offered.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from baal.active.heuristics import (BALD, AbstractHeuristic, BatchBALD, Certainty, Entropy, Margin, Random,
+                                    Variance)
+from baal.active.heuristics.stochastics import GibbsSampling, PowerSampling, RankBasedSampling
+
+from .base import QueryHeuristic, check_query_size, require, top_n
+from .outputs import ModelOutputs
+from .registry import register_heuristic
+
+BAAL = "baal"
+
+
+class BaalHeuristic(QueryHeuristic):
+    """A baal ``AbstractHeuristic`` as a :class:`QueryHeuristic`.
+
+    ``baal_class`` is built with the keyword arguments given to the constructor. It is fed
+    ``mc_probs`` when it needs MC samples, else the deterministic ``probs``, and its ranking (highest
+    first when the baal heuristic is ``reversed``, else lowest first) gives the query order.
+    """
+
+    baal_class: ClassVar[type[AbstractHeuristic]]
+    needs = frozenset({"mc_probs"})
+
+    def __init__(self, **baal_kwargs: Any) -> None:
+        inspect.signature(self.baal_class).bind_partial(**baal_kwargs)  # TypeError now, not at query time
+        self.baal_kwargs = baal_kwargs
+
+    def make_scorer(self, n: int, rng: np.random.Generator) -> AbstractHeuristic:
+        return self.baal_class(**self.baal_kwargs)
+
+    def predictions(self, outputs: ModelOutputs) -> np.ndarray:
+        if "mc_probs" in self.needs:
+            return require(outputs, "mc_probs")
+        if "probs" in self.needs:
+            return require(outputs, "probs")
+        return np.zeros((outputs.pool_size, 1), dtype=np.float32)
+
+    def select(self, outputs: ModelOutputs, n: int, rng: np.random.Generator) -> np.ndarray:
+        check_query_size(n, outputs.pool_size)
+        scorer = self.make_scorer(n, rng)
+        scores = np.asarray(scorer.get_uncertainties(self.predictions(outputs)), dtype=np.float64)
+        return top_n(scores if scorer.reversed else -scores, n)
+
+
+def wrap_baal_heuristic(baal_class: type[AbstractHeuristic]) -> type[BaalHeuristic]:
+    """A :class:`BaalHeuristic` subclass for a third-party baal heuristic.
+
+    It is fed MC samples ``[n, classes, K]`` unless the class declares its own ``needs``.
+    """
+    doc = (baal_class.__doc__ or "").strip()
+    return type(f"{baal_class.__name__}Query", (BaalHeuristic,), {
+        "baal_class": baal_class,
+        "needs": frozenset(getattr(baal_class, "needs", {"mc_probs"})),
+        "description": doc.splitlines()[0].strip() if doc else f"baal heuristic {baal_class.__name__}",
+        "__module__": baal_class.__module__,
+    })
+
+
+@register_heuristic("bald", "mutual information between prediction and weights over MC-dropout samples",
+                    source=BAAL)
+class BALDQuery(BaalHeuristic):
+    baal_class = BALD
+    needs = frozenset({"mc_probs"})
+
+
+@register_heuristic("variance", "variance over MC-dropout samples, averaged over classes", source=BAAL)
+class VarianceQuery(BaalHeuristic):
+    baal_class = Variance
+    needs = frozenset({"mc_probs"})
+
+
+@register_heuristic("entropy", "entropy of the deterministic softmax", source=BAAL)
+class EntropyQuery(BaalHeuristic):
+    baal_class = Entropy
+    needs = frozenset({"probs"})
+
+
+@register_heuristic("margin", "smallest gap between the two most probable classes", source=BAAL)
+class MarginQuery(BaalHeuristic):
+    baal_class = Margin
+    needs = frozenset({"probs"})
+
+
+@register_heuristic("certainty", "lowest max softmax probability (same ranking as softmax_response)", source=BAAL)
+class CertaintyQuery(BaalHeuristic):
+    baal_class = Certainty
+    needs = frozenset({"probs"})
+
+
+@register_heuristic("random", "uniformly random points (passive learning baseline)", source=BAAL)
+class RandomQuery(BaalHeuristic):
+    baal_class = Random
+    needs = frozenset()
+
+    def make_scorer(self, n: int, rng: np.random.Generator) -> AbstractHeuristic:
+        return Random(seed=int(rng.integers(2**32 - 1)))
+
+
+@register_heuristic("batch_bald", "BatchBALD: jointly informative batch over MC-dropout samples (slow on "
+                    "large pools)", source=BAAL)
+class BatchBALDQuery(BaalHeuristic):
+    """BatchBALD's batch in (approximate) pick order; places it leaves empty are filled by BALD.
+
+    baal's BatchBALD only returns one score per pick: the joint BALD of the batch so far, which grows
+    as the batch grows, so ascending scores recover the pick order. It picks ``num_samples + 1``
+    points, hence ``num_samples = n - 1``.
+    """
+
+    baal_class = BatchBALD
+    needs = frozenset({"mc_probs"})
+
+    def select(self, outputs: ModelOutputs, n: int, rng: np.random.Generator) -> np.ndarray:
+        mc_probs = require(outputs, "mc_probs")
+        check_query_size(n, outputs.pool_size)
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        scorer = BatchBALD(num_samples=n - 1, **self.baal_kwargs)
+        with torch.random.fork_rng(devices=[]):  # BatchBALD draws with torch.multinomial
+            torch.manual_seed(int(rng.integers(2**63 - 1)))
+            joint = np.asarray(scorer.get_uncertainties(mc_probs), dtype=np.float64)
+        bald = np.asarray(BALD().get_uncertainties(mc_probs), dtype=np.float64)
+        picked = joint != 0
+        order = np.lexsort((-bald, np.where(picked, joint, 0.0), ~picked))
+        return order[:n].astype(np.int64)
+
+
+class _SeededSampling:
+    """Loop-safe replacement for baal's ``StochasticHeuristic.get_ranks`` (mixed in before it)."""
+
+    def __init__(self, base_heuristic: AbstractHeuristic, query_size: int, temperature: float = 1.0,
+                 seed: int | np.random.Generator | None = None) -> None:
+        if not base_heuristic.reversed:
+            raise ValueError(f"stochastic sampling needs a heuristic where higher scores mean more uncertain; "
+                             f"{type(base_heuristic).__name__} ranks lowest first")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        super().__init__(base_heuristic=base_heuristic, query_size=query_size, temperature=temperature)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    def get_ranks(self, predictions, target_predictions=None):
+        scores = np.clip(np.asarray(self.get_scores(predictions), dtype=np.float64), 0.0, None)
+        distribution = np.clip(self._make_distribution(scores), 0.0, None)
+        size = min(self.query_size, len(distribution))
+        total = distribution.sum()
+        if not np.isfinite(total) or total <= 0 or np.count_nonzero(distribution) < size:
+            distribution = np.full(len(distribution), 1.0 / max(1, len(distribution)))  # too few candidates
+        else:
+            distribution = distribution / total
+        return self.rng.choice(len(distribution), size, replace=False, p=distribution), distribution
+
+
+class SeededPowerSampling(_SeededSampling, PowerSampling):
+    """baal's PowerSampling (sample with probability proportional to score^(1/T)), loop-safe and seeded."""
+
+
+class SeededGibbsSampling(_SeededSampling, GibbsSampling):
+    """baal's GibbsSampling (softmax of score/T), loop-safe and seeded."""
+
+
+class SeededRankBasedSampling(_SeededSampling, RankBasedSampling):
+    """baal's RankBasedSampling (rank^(-1/T)), loop-safe and seeded."""
+
+
+class StochasticQuery(QueryHeuristic):
+    """Draw the batch from a distribution over a base heuristic's scores (Kirsch et al., 2022)."""
+
+    sampler: ClassVar[type[_SeededSampling]]
+    base: ClassVar[type[BaalHeuristic]]
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def select(self, outputs: ModelOutputs, n: int, rng: np.random.Generator) -> np.ndarray:
+        check_query_size(n, outputs.pool_size)
+        base = self.base()
+        sampler = self.sampler(base.make_scorer(n, rng), query_size=n, temperature=self.temperature, seed=rng)
+        ranks, _ = sampler.get_ranks(base.predictions(outputs))
+        return np.asarray(ranks, dtype=np.int64)
+
+
+_SAMPLERS = {
+    "power": (SeededPowerSampling, "probability proportional to {base}^(1/T)"),
+    "gibbs": (SeededGibbsSampling, "probability proportional to exp({base}/T)"),
+    "rank": (SeededRankBasedSampling, "probability proportional to rank^(-1/T), ranked by {base}"),
+}
+_STOCHASTIC_BASES = {"bald": BALDQuery, "entropy": EntropyQuery}
+
+
+def _register_stochastic() -> None:
+    module_globals = globals()
+    for prefix, (sampler, formula) in _SAMPLERS.items():
+        for base_name, base in _STOCHASTIC_BASES.items():
+            class_name = f"{prefix.capitalize()}{base.__name__}"
+            cls = type(class_name, (StochasticQuery,), {"sampler": sampler, "base": base, "needs": base.needs,
+                                                         "__module__": __name__})
+            description = f"stochastic batch: sample without replacement, {formula.format(base=base_name)}"
+            module_globals[class_name] = register_heuristic(f"{prefix}_{base_name}", description, source=BAAL)(cls)
+
+
+_register_stochastic()

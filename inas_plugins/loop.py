@@ -1,0 +1,238 @@
+"""Active-iNAS (paper Algorithm 2) on baal's ActiveLearningDataset.
+
+Each round: iNAS from the previous round's architecture on the labelled set (or a fixed
+architecture for the baselines), train the chosen network on all labelled data, evaluate it on the
+test set, then query the next batch with the heuristic, until the budget is spent or the pool is
+empty. After every round the run directory gets a checkpoint and fresh results files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from baal.active.dataset import ActiveLearningDataset
+from torch import nn
+from torch.utils.data import Subset
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .data import LoadedDataset
+from .heuristics import QueryHeuristic, collect_outputs, create_heuristic
+from .models import build_inas_resnet, count_parameters
+from .results import atomic_write_json, write_results
+from .search import inas_search
+from .space import Arch
+from .training import TrainRecipe, Trainer
+
+CONFIG_NAME = "config.json"
+
+
+class InMemoryActiveDataset(ActiveLearningDataset):
+    """baal's ActiveLearningDataset over immutable in-memory tensors.
+
+    baal deep-copies the whole dataset on every ``pool`` access so it can switch off augmentation on
+    the copy; our images carry no transforms, so the pool is a plain index view.
+    """
+
+    @property
+    def pool(self) -> Subset:
+        return Subset(self._dataset, self.pool_indices().tolist())
+
+    def _warn_if_pool_stochastic(self) -> None:  # tensors are deterministic: nothing to check
+        return None
+
+    def labelled_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.labelled_map > 0)
+
+    def pool_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.labelled_map == 0)
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    """Each round draws from its own seed, so a resumed run replays an uninterrupted one exactly."""
+    return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0])
+
+
+def augmentation_shift(image_size: tuple[int, int]) -> int:
+    """The paper's 4-pixel shifts are for 32x32 images; keep the same fraction on other sizes."""
+    return max(1, round(4 * min(image_size) / 32))
+
+
+def next_query_size(config: RunConfig, labelled: int, pool: int) -> int:
+    """The schedule's batch for this labelled size, clipped to the budget and the pool."""
+    return max(0, min(config.batch_size_at(labelled), config.budget - labelled, pool))
+
+
+def select_from_pool(
+    heuristic: QueryHeuristic,
+    model: nn.Module,
+    trainer: Trainer,
+    dataset: LoadedDataset,
+    al_dataset: InMemoryActiveDataset,
+    n: int,
+    config: RunConfig,
+    rng: np.random.Generator,
+    progress: bool,
+) -> np.ndarray:
+    """Pool positions (baal's pool-relative indices) of the ``n`` points to label next.
+
+    With ``pool_subset`` only a random subset of the pool is ranked; the picks are mapped back from
+    subset positions to pool positions (baal's ActiveLearningExperiment forgets this step).
+    """
+    pool_oracle = al_dataset.pool_indices()
+    candidates = np.arange(len(pool_oracle))
+    if config.pool_subset is not None and config.pool_subset < len(pool_oracle):
+        candidates = np.sort(rng.choice(len(pool_oracle), size=max(config.pool_subset, n), replace=False))
+    outputs = collect_outputs(
+        model,
+        dataset.train.images[pool_oracle[candidates]],
+        dataset.train.images[al_dataset.labelled_indices()],
+        heuristic.needs,
+        preprocess=trainer.preprocess,
+        mc_samples=config.mc_samples,
+        mc_dropout_rate=config.mc_dropout_rate,
+        seed=int(rng.integers(2**31)),
+        progress=progress,
+    )
+    picks_in_candidates = np.asarray(heuristic.select(outputs, n, rng), dtype=np.int64)
+    if len(np.unique(picks_in_candidates)) != len(picks_in_candidates) or len(picks_in_candidates) != n:
+        raise RuntimeError(f"heuristic {config.heuristic!r} returned {len(picks_in_candidates)} picks, not {n} distinct ones")
+    return candidates[picks_in_candidates]
+
+
+@dataclass
+class ActiveRun:
+    """One active-learning run writing into ``run_dir``; ``run()`` executes or resumes it."""
+
+    config: RunConfig
+    dataset: LoadedDataset
+    run_dir: Path
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir)
+        self.space = self.config.space
+        self.heuristic = create_heuristic(self.config.heuristic)
+        self.recipe = TrainRecipe(
+            epochs=self.config.epochs, epoch_size=self.config.epoch_size, batch_size=self.config.batch_size,
+            lr=self.config.lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay,
+        )
+        # Augmentation defaults to on (shifts and rotations); flips only where the dataset allows them.
+        self._augment = True if self.config.augment is None else self.config.augment
+        self._flips = self.dataset.flips_valid
+        self._max_shift = augmentation_shift(self.dataset.image_size)
+
+    # --- building blocks --------------------------------------------------------------------
+    def build_model(self, arch: Arch) -> nn.Module:
+        return build_inas_resnet(
+            arch, num_classes=self.dataset.num_classes, in_chans=self.dataset.channels,
+            base_width=self.config.base_width, drop_rate=self.config.drop_rate, block=self.config.block,
+        )
+
+    def make_trainer(self, seed: int) -> Trainer:
+        return Trainer(
+            self.recipe, mean=self.dataset.mean, std=self.dataset.std, augment=self._augment,
+            flips=self._flips, max_shift=self._max_shift, device=self.config.device, seed=seed, progress=self.progress,
+        )
+
+    def _new_state(self) -> Checkpoint:
+        al_dataset = InMemoryActiveDataset(self.dataset.train, random_state=self.config.seed)
+        al_dataset.label_randomly(min(self.config.initial, len(self.dataset.train)))
+        start = self.config.fixed_arch or self.space.check(Arch.parse(self.config.start_arch))
+        return Checkpoint(next_round=0, labelled_map=al_dataset.labelled_map.copy(), arch=start.as_list(),
+                          rounds=[], model_state=None)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> list[dict]:
+        state = load_checkpoint(self.run_dir) if resume else self._new_state()
+        if not resume:
+            atomic_write_json(self.run_dir / CONFIG_NAME, self.config.to_dict())
+            write_results(self.run_dir, self.config.to_dict(), [], status="running")
+            save_checkpoint(self.run_dir, state)
+        if state.finished:
+            self.log(f"run in {self.run_dir} is already complete ({len(state.rounds)} rounds)")
+            return state.rounds
+        al_dataset = InMemoryActiveDataset(self.dataset.train, labelled=state.labelled_map.copy(),
+                                           random_state=self.config.seed)
+        arch = Arch(*state.arch)
+        parent = None
+        if state.model_state is not None:
+            parent = self.build_model(arch)
+            parent.load_state_dict(state.model_state)
+        rounds = list(state.rounds)
+        round_index = state.next_round
+        while True:
+            record, model, trainer = self._run_round(round_index, al_dataset, arch, parent)
+            rounds.append(record)
+            arch, parent = Arch(*record["arch"]), model
+            labelled, pool = len(al_dataset.labelled_indices()), len(al_dataset.pool_indices())
+            n = next_query_size(self.config, labelled, pool)
+            if n > 0:
+                started = time.perf_counter()
+                rng = np.random.default_rng(round_seed(self.config.seed, round_index) + 1)
+                picks = select_from_pool(self.heuristic, model, trainer, self.dataset, al_dataset,
+                                         n, self.config, rng, self.progress)
+                al_dataset.label(picks.tolist())
+                record["query_seconds"] = round(time.perf_counter() - started, 3)
+                record["queried"] = n
+            self.log(_summary(record))
+            finished = n == 0
+            state = Checkpoint(next_round=round_index + 1, labelled_map=al_dataset.labelled_map.copy(),
+                               arch=arch.as_list(), rounds=rounds, finished=finished,
+                               model_state={k: v.detach().cpu() for k, v in model.state_dict().items()})
+            save_checkpoint(self.run_dir, state)
+            write_results(self.run_dir, self.config.to_dict(), rounds, status="complete" if finished else "running")
+            if finished:
+                return rounds
+            round_index += 1
+
+    def _run_round(self, round_index: int, al_dataset: InMemoryActiveDataset, arch: Arch,
+                   parent: Optional[nn.Module]) -> tuple[dict, nn.Module, Trainer]:
+        seed = round_seed(self.config.seed, round_index)
+        torch.manual_seed(seed)
+        trainer = self.make_trainer(seed)
+        labelled = al_dataset.labelled_indices()
+        images, labels = self.dataset.train.images[labelled], self.dataset.train.labels[labelled]
+        candidates: list[dict] = []
+        search_seconds = 0.0
+        if self.config.search:
+            result = inas_search(
+                images, labels, arch, self.space, trainer, self.build_model,
+                max_iterations=self.config.search_iterations, val_fraction=self.config.val_fraction,
+                premature_fraction=self.config.premature_fraction, seed=seed,
+                inherit_weights=self.config.inherit_weights, successive_halving=self.config.successive_halving,
+                parent_model=parent, progress=self.progress,
+            )
+            arch, search_seconds = result.arch, result.seconds
+            candidates = [candidate.to_dict() for candidate in result.candidates]
+        model = self.build_model(arch)
+        stats = trainer.fit(model, images, labels, desc=f"round {round_index} train {arch}")
+        accuracy = trainer.evaluate(model, self.dataset.test.images, self.dataset.test.labels)
+        record = {
+            "round": round_index,
+            "labelled": int(len(labelled)),
+            "arch": arch.as_list(),
+            "params": count_parameters(model),
+            "depth": self.space.depth(arch),
+            "test_accuracy": round(float(accuracy), 5),
+            "candidates": candidates,
+            "search_seconds": round(search_seconds, 3),
+            "train_seconds": round(stats.seconds, 3),
+            "query_seconds": 0.0,
+            "queried": 0,
+        }
+        return record, model, trainer
+
+
+def _summary(record: dict) -> str:
+    arch = "x".join(str(v) for v in record["arch"])
+    return (f"round {record['round']:>2}  labelled {record['labelled']:>6}  arch {arch:>5} "
+            f"({record['params']:,} params)  test acc {record['test_accuracy']:.4f}  "
+            f"search {record['search_seconds']:.1f}s  train {record['train_seconds']:.1f}s  "
+            f"query {record['query_seconds']:.1f}s")

@@ -1,0 +1,227 @@
+"""iNAS, the incremental architecture search of the paper (Algorithm 1).
+
+Split the labelled set S at random into S' (training) and V' (validation). Starting from the
+current architecture A, train every candidate of ``space.candidates(A)`` = {A, widen(A), deepen(A)}
+(clipped to the space) on S' with "premature evaluation" -- the trainer's recipe scaled to
+``premature_fraction`` of its epochs -- and score it on V'. The best candidate becomes the new A
+(ties go to the network with fewer parameters); stop when A does not change or after
+``max_iterations`` iterations (the paper uses one). A candidate is trained at most once per search.
+
+Two opt-in savings, both off by default:
+
+* ``inherit_weights``: a candidate starts from the weights of the network it was grown from (see
+  ``inas_plugins.training.inherit``) -- in the first iteration ``parent_model`` (the previous
+  round's trained model), in later ones the trained model of the current architecture.
+* ``successive_halving``: with n candidates and E premature epochs, every candidate is trained to
+  E / 2**H epochs (H = floor(log2 n), rounded, at least 1) and scored; the better half
+  (floor(n/2), at least 1; ties to fewer parameters) continues to twice that budget, and so on
+  until one is left, which is trained on to E. With three candidates: all three to E/2, the best
+  one on to E -- 2E of SGD instead of 3E, and the winner ends exactly as the plain search would
+  have trained it. Candidates carried over from an earlier iteration keep their scores per epoch
+  and are only trained further when a rung needs it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .models import count_parameters
+from .space import Arch, SearchSpace
+from .training.inherit import inherit_weights as copy_inherited_weights
+from .training.recipe import TrainRecipe
+from .training.trainer import Trainer, TrainingRun, derive_seed
+
+
+@dataclass
+class CandidateRecord:
+    """One trained candidate: its architecture, size, validation accuracy and cost."""
+
+    arch: Arch
+    params: int
+    val_accuracy: float
+    seconds: float
+    iteration: int  # the iteration in which it was first trained
+    epochs: int = 0  # premature epochs it was trained for (fewer when successive halving dropped it)
+    inherited: bool = False  # started from a parent's weights
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch.as_list(), "params": self.params, "val_accuracy": self.val_accuracy,
+                "seconds": self.seconds, "iteration": self.iteration, "epochs": self.epochs,
+                "inherited": self.inherited}
+
+
+@dataclass
+class SearchResult:
+    """The chosen architecture, every candidate trained on the way, and the search's wall time."""
+
+    arch: Arch
+    candidates: list[CandidateRecord]
+    iterations: int
+    seconds: float
+    models: dict[Arch, nn.Module] = field(default_factory=dict, repr=False)
+    train_size: int = 0
+    val_size: int = 0
+    premature_epochs: int = 0
+
+    def record(self, arch: Arch) -> CandidateRecord:
+        for candidate in self.candidates:
+            if candidate.arch == arch:
+                return candidate
+        raise ValueError(f"architecture {arch} was not a candidate of this search")
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch.as_list(), "iterations": self.iterations, "seconds": self.seconds,
+                "train_size": self.train_size, "val_size": self.val_size,
+                "premature_epochs": self.premature_epochs,
+                "candidates": [candidate.to_dict() for candidate in self.candidates]}
+
+
+def split_labelled(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Random S'/V' split of ``n`` indices: ``round(n * val_fraction)`` (at least 1) go to V'."""
+    if n < 2:
+        raise ValueError(f"iNAS needs at least 2 labelled samples to split into S' and V', got {n}")
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:], order[:n_val]
+
+
+def halving_rungs(num_candidates: int, epochs: int) -> list[int]:
+    """Epoch budgets of the successive-halving rungs: E / 2**H, ..., E / 2, E with H = floor(log2 n)."""
+    halvings = int(math.floor(math.log2(num_candidates))) if num_candidates > 1 else 0
+    rungs = [max(1, round(epochs / 2 ** (halvings - k))) for k in range(halvings + 1)]
+    return sorted(set(rungs))
+
+
+class _Contender:
+    """A candidate's model, its paused training run and its validation score after each rung."""
+
+    def __init__(self, arch: Arch, model: nn.Module, run: TrainingRun, iteration: int, inherited: bool,
+                 setup_seconds: float) -> None:
+        self.arch = arch
+        self.model = model
+        self.run = run
+        self.iteration = iteration
+        self.inherited = inherited
+        self.params = count_parameters(model)
+        self.seconds = setup_seconds
+        self.scores: dict[int, float] = {}
+
+    def score_at(self, epochs: int, trainer: Trainer, val_images: Tensor, val_labels: Tensor) -> float:
+        """Validation accuracy after ``epochs`` epochs, training on first if needed."""
+        if self.run.epochs_done < epochs:
+            began = time.perf_counter()
+            self.run.train_until(epochs)
+            self.scores[epochs] = trainer.evaluate(self.model, val_images, val_labels)
+            self.seconds += time.perf_counter() - began
+            return self.scores[epochs]
+        # Trained before: use the score of the first rung at or beyond this budget.
+        return self.scores[min(e for e in self.scores if e >= epochs)]
+
+    def record(self) -> CandidateRecord:
+        last = max(self.scores)
+        return CandidateRecord(arch=self.arch, params=self.params, val_accuracy=self.scores[last],
+                               seconds=self.seconds, iteration=self.iteration, epochs=last,
+                               inherited=self.inherited)
+
+
+def _ranking_key(contender: _Contender, score: float) -> tuple:
+    """Best first: higher accuracy, then fewer parameters, then the smaller architecture."""
+    return (-score, contender.params, contender.arch)
+
+
+def inas_search(
+    images: Tensor,
+    labels: Tensor,
+    start: Arch,
+    space: SearchSpace,
+    trainer: Trainer,
+    model_factory: Callable[[Arch], nn.Module],
+    *,
+    max_iterations: int = 1,
+    val_fraction: float = 0.2,
+    premature_fraction: float = 0.25,
+    seed: int = 0,
+    inherit_weights: bool = False,
+    successive_halving: bool = False,
+    parent_model: nn.Module | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Algorithm 1: grow ``start`` within ``space`` by validation accuracy on a random split of S.
+
+    ``model_factory(arch)`` builds a fresh network; it is called once per candidate, under a seed
+    derived from ``(seed, arch)`` so a candidate's initial weights do not depend on search order.
+    ``parent_model`` is only used when ``inherit_weights`` is on.
+    """
+    if max_iterations < 1:
+        raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0.0 < premature_fraction <= 1.0:
+        raise ValueError(f"premature_fraction must be in (0, 1], got {premature_fraction}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    current = space.check(start)
+    began = time.perf_counter()
+
+    train_index, val_index = split_labelled(images.shape[0], val_fraction, seed)
+    train_images, train_labels = images[train_index], labels[train_index]
+    val_images, val_labels = images[val_index], labels[val_index]
+    recipe: TrainRecipe = trainer.recipe.scaled(premature_fraction)
+    contenders: dict[Arch, _Contender] = {}
+    bar = tqdm(desc="iNAS", unit="candidate", total=0, disable=not progress, dynamic_ncols=True)
+
+    def enter(arch: Arch, iteration: int, parent: nn.Module | None) -> _Contender:
+        setup_began = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, arch.blocks, arch.stacks))
+            model = model_factory(arch)
+        inherited = inherit_weights and parent is not None and copy_inherited_weights(model, parent).any
+        run = trainer.start(model, train_images, train_labels, recipe=recipe, desc=f"iNAS {arch}",
+                            run_seed=derive_seed(trainer.seed, seed, arch.blocks, arch.stacks))
+        return _Contender(arch, model, run, iteration, inherited, time.perf_counter() - setup_began)
+
+    iterations = 0
+    try:
+        for iteration in range(1, max_iterations + 1):
+            iterations = iteration
+            parent = parent_model if iteration == 1 else contenders[current].model
+            pool = []
+            for arch in space.candidates(current):
+                if arch not in contenders:
+                    contenders[arch] = enter(arch, iteration, parent)
+                    bar.total += 1
+                    bar.refresh()
+                pool.append(contenders[arch])
+            rungs = halving_rungs(len(pool), recipe.epochs) if successive_halving else [recipe.epochs]
+            alive = pool
+            for rung, epochs in enumerate(rungs):
+                scored = []
+                for contender in alive:
+                    trained_before = contender.run.epochs_done > 0
+                    scored.append((contender, contender.score_at(epochs, trainer, val_images, val_labels)))
+                    if not trained_before and contender.run.epochs_done > 0:
+                        bar.update(1)
+                scored.sort(key=lambda item: _ranking_key(*item))
+                keep = 1 if rung == len(rungs) - 1 else max(1, len(scored) // 2)
+                alive = [contender for contender, _ in scored[:keep]]
+            best = alive[0].arch
+            bar.set_postfix(iteration=iteration, best=str(best))
+            if best == current:
+                break
+            current = best
+    finally:
+        bar.close()
+
+    records = sorted((c.record() for c in contenders.values()), key=lambda r: (r.iteration, r.params, r.arch))
+    return SearchResult(arch=current, candidates=records, iterations=iterations,
+                        seconds=time.perf_counter() - began,
+                        models={arch: c.model for arch, c in contenders.items()},
+                        train_size=int(train_index.numel()), val_size=int(val_index.numel()),
+                        premature_epochs=recipe.epochs)

@@ -1,0 +1,235 @@
+"""iNAS (Algorithm 1): candidate sets, the stopping rule, records, caching, ties, inheritance, halving."""
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from inas_plugins.models import build_inas_resnet, count_parameters
+from inas_plugins.search import halving_rungs, inas_search, split_labelled
+from inas_plugins.space import Arch, SearchSpace, deepen, widen
+from inas_plugins.training import Trainer, TrainRecipe, inherit_weights
+
+CLASSES = 3
+
+
+
+def separable_set(n: int = 90, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, CLASSES, (n,), generator=generator)
+    images = torch.randint(0, 100, (n, 3, size, size), generator=generator, dtype=torch.uint8)
+    images[torch.arange(n), labels] += 120
+    return images, labels
+
+
+def make_trainer(epochs: int = 4) -> Trainer:
+    recipe = TrainRecipe(epochs=epochs, epoch_size=64, batch_size=32)
+    return Trainer(recipe, mean=[0.5] * 3, std=[0.25] * 3, device="cpu", progress=False)
+
+
+class CountingFactory:
+    """Builds tiny A(i, j) networks and remembers every architecture it was asked for, in order."""
+
+    def __init__(self) -> None:
+        self.built: list[Arch] = []
+
+    def __call__(self, arch: Arch) -> torch.nn.Module:
+        self.built.append(arch)
+        return build_inas_resnet(arch, num_classes=CLASSES, base_width=4)
+
+
+def scripted(trainer: Trainer, monkeypatch, score_of) -> list[Arch]:
+    """Replace validation by ``score_of(arch)``; returns the list of evaluated architectures."""
+    evaluated: list[Arch] = []
+
+    def evaluate(model, images, labels):
+        evaluated.append(model.arch)
+        return score_of(model.arch)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    return evaluated
+
+
+def search(trainer, factory, start, space=SearchSpace(), **kwargs):
+    images, labels = separable_set()
+    return inas_search(images, labels, start, space, trainer, factory, progress=False, **kwargs)
+
+
+def test_real_search_records_are_complete():
+    factory = CountingFactory()
+    result = search(make_trainer(), factory, Arch(1, 1), max_iterations=1, premature_fraction=0.5)
+    assert result.iterations == 1
+    assert [r.arch for r in result.candidates] == sorted(SearchSpace().candidates(Arch(1, 1)),
+                                                         key=lambda a: count_parameters(factory(a)))
+    assert result.arch in {r.arch for r in result.candidates}
+    assert result.train_size == 72 and result.val_size == 18 and result.premature_epochs == 2
+    for record in result.candidates:
+        assert record.params == count_parameters(result.models[record.arch])
+        assert 0.0 <= record.val_accuracy <= 1.0 and record.val_accuracy * 18 == pytest.approx(round(record.val_accuracy * 18))
+        assert record.seconds > 0 and record.iteration == 1 and record.epochs == 2 and not record.inherited
+    assert result.seconds >= sum(r.seconds for r in result.candidates)
+    best = max(result.candidates, key=lambda r: (r.val_accuracy, -r.params))
+    assert result.arch == best.arch
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["arch"] == result.arch.as_list() and len(data["candidates"]) == 3
+    assert set(data["candidates"][0]) >= {"arch", "params", "val_accuracy", "seconds", "iteration"}
+
+
+def test_candidate_sets_follow_the_space_and_search_stops_at_max_iterations(monkeypatch):
+    trainer, factory = make_trainer(), CountingFactory()
+    scripted(trainer, monkeypatch, lambda arch: arch.blocks / 10)  # deepening always wins
+    space = SearchSpace(max_blocks=4, max_stacks=3)
+    result = search(trainer, factory, Arch(1, 2), space, max_iterations=2)
+    assert result.iterations == 2 and result.arch == Arch(3, 2)
+    expected_iteration_1 = space.candidates(Arch(1, 2))
+    expected_iteration_2 = [a for a in space.candidates(Arch(2, 2)) if a not in expected_iteration_1]
+    assert factory.built == expected_iteration_1 + expected_iteration_2
+    assert {r.arch: r.iteration for r in result.candidates} == {
+        **{a: 1 for a in expected_iteration_1}, **{a: 2 for a in expected_iteration_2}}
+
+
+def test_candidates_are_clipped_to_the_space(monkeypatch):
+    trainer, factory = make_trainer(), CountingFactory()
+    scripted(trainer, monkeypatch, lambda arch: 0.5)
+    space = SearchSpace(max_blocks=2, max_stacks=1)
+    result = search(trainer, factory, Arch(2, 1), space, max_iterations=3)
+    assert factory.built == [Arch(2, 1)] and result.arch == Arch(2, 1) and result.iterations == 1
+
+
+def test_search_stops_when_the_choice_does_not_change(monkeypatch):
+    trainer, factory = make_trainer(), CountingFactory()
+    scripted(trainer, monkeypatch, lambda arch: 0.9 if arch == Arch(2, 1) else 0.2)
+    result = search(trainer, factory, Arch(1, 1), max_iterations=5)
+    # iteration 1 moves to 2x1, iteration 2 keeps it: stop after 2 of 5 allowed iterations
+    assert result.arch == Arch(2, 1) and result.iterations == 2
+    assert len(result.candidates) == 5
+
+
+def test_no_candidate_is_trained_twice(monkeypatch):
+    trainer, factory = make_trainer(), CountingFactory()
+    fits = Counter()
+    original_start = trainer.start
+
+    def counting_start(model, *args, **kwargs):
+        fits[model.arch] += 1
+        return original_start(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "start", counting_start)
+    evaluated = scripted(trainer, monkeypatch, lambda arch: 0.9 if arch == Arch(3, 1) else 0.1)
+    # 2x1 -> {2x1, widen 2x2, deepen 3x1}; 3x1 -> {3x1, widen 2x2 (again), deepen 4x1}
+    assert widen(Arch(3, 1)) == widen(Arch(2, 1)) == Arch(2, 2)
+    result = search(trainer, factory, Arch(2, 1), max_iterations=4)
+    assert result.arch == Arch(3, 1) and result.iterations == 2
+    assert Counter(factory.built) == Counter({Arch(2, 1): 1, Arch(2, 2): 1, Arch(3, 1): 1, Arch(4, 1): 1})
+    assert fits == Counter(factory.built) and Counter(evaluated) == fits
+
+
+def test_ties_go_to_the_smaller_network(monkeypatch):
+    trainer, factory = make_trainer(), CountingFactory()
+    start = Arch(2, 2)
+    scripted(trainer, monkeypatch, lambda arch: 0.1 if arch == start else 0.5)
+    result = search(trainer, factory, start, max_iterations=1)
+    grown = {r.arch: r.params for r in result.candidates if r.arch != start}
+    assert set(grown) == {widen(start), deepen(start)} and len(set(grown.values())) == 2
+    assert result.arch == min(grown, key=grown.get)
+    # a full tie keeps the current (smallest) architecture
+    trainer = make_trainer()
+    scripted(trainer, monkeypatch, lambda arch: 0.5)
+    assert search(trainer, CountingFactory(), start).arch == start
+
+
+def test_same_seed_same_search():
+    first = search(make_trainer(), CountingFactory(), Arch(1, 1), seed=3)
+    second = search(make_trainer(), CountingFactory(), Arch(1, 1), seed=3)
+    assert [r.val_accuracy for r in first.candidates] == [r.val_accuracy for r in second.candidates]
+    for arch, model in first.models.items():
+        assert all(torch.equal(v, second.models[arch].state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_split_is_random_disjoint_and_sized():
+    train, val = split_labelled(50, 0.2, seed=0)
+    assert len(val) == 10 and len(train) == 40
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(50))
+    assert not torch.equal(val, split_labelled(50, 0.2, seed=1)[1])
+    with pytest.raises(ValueError):
+        split_labelled(1, 0.2, seed=0)
+    with pytest.raises(ValueError):
+        search(make_trainer(), CountingFactory(), Arch(1, 1), val_fraction=1.0)
+    with pytest.raises(ValueError):
+        search(make_trainer(), CountingFactory(), Arch(13, 1))
+
+
+def _trained_parent(arch: Arch) -> torch.nn.Module:
+    parent = build_inas_resnet(arch, num_classes=CLASSES, base_width=4)
+    images, labels = separable_set(64)
+    make_trainer(epochs=1).fit(parent, images, labels)
+    return parent
+
+
+def test_deepened_child_computes_exactly_what_its_parent_does():
+    parent = _trained_parent(Arch(1, 2))
+    torch.manual_seed(5)
+    child = build_inas_resnet(deepen(parent.arch), num_classes=CLASSES, base_width=4)
+    report = inherit_weights(child, parent)
+    assert set(report.fresh) == {"stacks.0.1", "stacks.1.1"}
+    x = torch.randn(6, 3, 8, 8)
+    parent.eval(), child.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(child(x), parent(x), atol=1e-5, rtol=1e-5)
+        fresh_child = build_inas_resnet(deepen(parent.arch), num_classes=CLASSES, base_width=4).eval()
+        assert not torch.allclose(fresh_child(x), parent(x), atol=1e-3)
+
+
+def test_widened_child_inherits_the_stem_and_shared_blocks():
+    parent = _trained_parent(Arch(2, 2))
+    child = build_inas_resnet(widen(parent.arch), num_classes=CLASSES, base_width=4)  # 2x3
+    report = inherit_weights(child, parent)
+    assert set(report.inherited) == {"stem", "stacks.0.0", "stacks.0.1", "stacks.1.0", "stacks.1.1"}
+    assert set(report.fresh) == {"stacks.2.0", "stacks.2.1", "head"}
+    parent_state = parent.state_dict()
+    for key, value in child.state_dict().items():
+        if key.startswith(("stem.", "stacks.0.", "stacks.1.")):
+            assert torch.equal(value, parent_state[key])
+
+
+def test_search_with_inheritance_starts_candidates_from_the_parent(monkeypatch):
+    parent = _trained_parent(Arch(1, 1))
+    trainer, started = make_trainer(), {}
+    original_start = trainer.start
+
+    def spy(model, *args, **kwargs):
+        started[model.arch] = {k: v.clone() for k, v in model.state_dict().items()}
+        return original_start(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "start", spy)
+    result = search(trainer, CountingFactory(), Arch(1, 1), inherit_weights=True, parent_model=parent)
+    assert all(r.inherited for r in result.candidates)
+    parent_state = parent.state_dict()
+    for arch, state in started.items():
+        assert torch.equal(state["stem.0.weight"], parent_state["stem.0.weight"]), arch
+    # without the flag the parent is ignored
+    plain = search(make_trainer(), CountingFactory(), Arch(1, 1), parent_model=parent)
+    assert not any(r.inherited for r in plain.candidates)
+
+
+def test_halving_rungs_rule():
+    assert halving_rungs(3, 8) == [4, 8]
+    assert halving_rungs(2, 8) == [4, 8]
+    assert halving_rungs(1, 8) == [8]
+    assert halving_rungs(4, 8) == [2, 4, 8]
+    assert halving_rungs(3, 1) == [1]
+
+
+def test_successive_halving_trains_losers_briefly_and_winner_as_the_plain_search(monkeypatch):
+    scores = {Arch(1, 1): 0.2, Arch(1, 2): 0.4, Arch(2, 1): 0.6}
+    halving_trainer, plain_trainer = make_trainer(epochs=8), make_trainer(epochs=8)
+    scripted(halving_trainer, monkeypatch, scores.get)
+    scripted(plain_trainer, monkeypatch, scores.get)
+    halving = search(halving_trainer, CountingFactory(), Arch(1, 1), successive_halving=True, premature_fraction=0.5)
+    plain = search(plain_trainer, CountingFactory(), Arch(1, 1), premature_fraction=0.5)
+    assert halving.arch == plain.arch == Arch(2, 1)
+    assert {r.arch: r.epochs for r in halving.candidates} == {Arch(1, 1): 2, Arch(1, 2): 2, Arch(2, 1): 4}
+    assert {r.epochs for r in plain.candidates} == {4}
+    winner_h, winner_p = halving.models[Arch(2, 1)].state_dict(), plain.models[Arch(2, 1)].state_dict()
+    assert all(torch.equal(v, winner_p[k]) for k, v in winner_h.items())
