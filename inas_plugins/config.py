@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from .space import Arch, SearchSpace
+from .training.recipe import TrainRecipe
 
 
 @dataclass
@@ -69,6 +70,11 @@ class RunConfig:
     def search(self) -> bool:
         return self.arch is None
 
+    def train_recipe(self) -> TrainRecipe:
+        """The training recipe of the final training; candidates use ``premature_fraction`` of it."""
+        return TrainRecipe(epochs=self.epochs, epoch_size=self.epoch_size, batch_size=self.batch_size, lr=self.lr,
+                           momentum=self.momentum, weight_decay=self.weight_decay)
+
     def batch_size_at(self, labelled: int) -> int:
         """Query batch for a labelled-set size: the last schedule step whose threshold is reached."""
         size = self.query_schedule[0][1]
@@ -102,7 +108,8 @@ class RunConfig:
             raise ValueError("the query schedule needs steps FROM:BATCH with FROM >= 0 and BATCH >= 1, e.g. 0:2000,10000:5000")
         if self.pool_subset is not None and self.pool_subset < 1:
             raise ValueError(f"--pool-subset must be positive, got {self.pool_subset}")
-        for name in ("epochs", "epoch_size", "batch_size", "base_width", "search_iterations", "mc_samples"):
+        self.train_recipe()  # epochs, epoch size, batch size, lr, momentum, weight decay
+        for name in ("base_width", "search_iterations", "mc_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 1.0:

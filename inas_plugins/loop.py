@@ -27,7 +27,7 @@ from .models import build_inas_resnet, count_parameters
 from .results import atomic_write_json, write_results
 from .search import inas_search
 from .space import Arch
-from .training import TrainRecipe, Trainer
+from .training import Trainer
 
 CONFIG_NAME = "config.json"
 
@@ -119,10 +119,7 @@ class ActiveRun:
         self.run_dir = Path(self.run_dir)
         self.space = self.config.space
         self.heuristic = create_heuristic(self.config.heuristic)
-        self.recipe = TrainRecipe(
-            epochs=self.config.epochs, epoch_size=self.config.epoch_size, batch_size=self.config.batch_size,
-            lr=self.config.lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay,
-        )
+        self.recipe = self.config.train_recipe()
         # Augmentation defaults to on (shifts and rotations); flips only where the dataset allows them.
         self._augment = True if self.config.augment is None else self.config.augment
         self._flips = self.dataset.flips_valid

@@ -142,3 +142,13 @@ def test_resume_after_interruption_ends_with_the_same_labelled_set(tmp_path, syn
     assert [r["arch"] for r in resumed_rounds] == [r["arch"] for r in whole_rounds]
     assert [r["test_accuracy"] for r in resumed_rounds] == [r["test_accuracy"] for r in whole_rounds]
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["finished"] is True
+
+
+@pytest.mark.parametrize("heuristic", ["mc_dropout", "bald", "coreset", "random", "power_entropy"])
+def test_each_query_function_labels_distinct_new_pool_points(tmp_path, synthetic, heuristic) -> None:
+    config = tiny_config(heuristic=heuristic, arch="1x1", budget=40, query_schedule=[[0, 16]])
+    run = ActiveRun(config, synthetic, tmp_path, progress=False, log=lambda _: None)
+    rounds = run.run()
+    assert [r["labelled"] for r in rounds] == [24, 40]
+    assert rounds[0]["queried"] == 16 and rounds[0]["query_seconds"] > 0
+    assert int((load_checkpoint(tmp_path).labelled_map > 0).sum()) == 40
