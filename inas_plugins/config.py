@@ -134,7 +134,8 @@ def parse_schedule(text: str) -> list[list[int]]:
 
 
 # Presets: partial configurations. "paper" is the paper's protocol (for a GPU); "cpu" scales it so
-# one CIFAR-10 run finishes on 2 CPU cores in about 10 minutes; "quick" is the offline digits default.
+# one CIFAR-10 run finishes on 2 CPU cores in 4-6 minutes (its tuning is the benchmark issue's job);
+# "quick" is the offline digits default.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         initial=2000, query_schedule=[[0, 2000], [10_000, 5000]], budget=50_000,
