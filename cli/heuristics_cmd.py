@@ -6,8 +6,6 @@ import json
 
 import typer
 
-from inas_plugins.heuristics import list_heuristics, plugin_errors
-
 
 def heuristics(
     as_json: bool = typer.Option(False, "--json", help='Print [{"name": ..., "source": ..., "description": ...}, ...].'),
@@ -19,6 +17,8 @@ def heuristics(
 
     Example: inas heuristics --json
     """
+    from inas_plugins.heuristics import list_heuristics, plugin_errors  # imports baal: only when listing
+
     infos = list_heuristics()
     for error in plugin_errors():
         typer.secho(f"warning: {error}", err=True, fg=typer.colors.YELLOW)
