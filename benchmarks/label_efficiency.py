@@ -72,9 +72,9 @@ def cost_rows(run_dirs: list[Path]) -> list[list[object]]:
         train = sum(r["train_seconds"] for r in rounds)
         query = sum(r["query_seconds"] for r in rounds)
         queried = max(1, sum(1 for r in rounds if r.get("queried")))
-        ratios = [r["search_seconds"] / r["train_seconds"] for r in rounds if r["train_seconds"] > 0]
+        ratios = [r["search_seconds"] / r["train_seconds"] for r in rounds if r["search_seconds"] > 0 < r["train_seconds"]]
         per_round = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
-        rows.append([name, len(rounds), f"{train:.0f}", f"{search:.0f}", f"{search / train:.2f}" if train else "-",
+        rows.append([name, len(rounds), f"{train:.0f}", f"{search:.0f}", f"{search / train:.2f}" if search and train else "-",
                      per_round, f"{query / queried:.1f}", f"{query / train:.3f}" if train else "-"])
     return rows
 
