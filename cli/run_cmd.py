@@ -11,7 +11,7 @@ import typer
 
 from .errors import fail
 
-PRESET_HELP = "paper (the paper's protocol, for a GPU), cpu (scaled CIFAR protocol, ~5 min on 2 cores), quick (digits default)."
+PRESET_HELP = "paper (the paper's protocol, for a GPU), cpu (scaled CIFAR protocol, 2-8 min on 2 cores), quick (digits default)."
 
 
 def run(

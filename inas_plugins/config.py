@@ -134,7 +134,7 @@ def parse_schedule(text: str) -> list[list[int]]:
 
 
 # Presets: partial configurations. "paper" is the paper's protocol (for a GPU); "cpu" scales it so
-# one CIFAR-10 run finishes on 2 CPU cores in 4-6 minutes (its tuning is the benchmark issue's job);
+# one CIFAR-10 run finishes on 2 CPU cores in 2-8 minutes (its tuning is the benchmark issue's job);
 # "quick" is the offline digits default.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
