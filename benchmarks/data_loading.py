@@ -60,7 +60,7 @@ def main() -> None:
     rows.append(["torchvision ImageFolder + PIL per image", count, f"{wall_pil:.1f}", f"{cpu_pil:.1f}",
                  f"{count / wall_pil:,.0f}"])
     table = markdown_table(["loader", "images", "wall s", "CPU s", "images/s (wall)"], rows)
-    body = (f"## Loading an image folder ({dataset.describe()})\n\n{table}\n\n"
+    body = (f"## Loading an image folder\n\nData: {dataset.describe()}.\n\n{table}\n\n"
             f"Speed-up (wall): {wall_pil / wall:.1f}x. Machine: {machine_line()}.\n\n`{command_line()}`\n")
     print(body)
     if not args.dry_run:

@@ -23,6 +23,7 @@ def report(
                                                       "repeat for several. Random-query runs among RUN_DIR are found "
                                                       "without it."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of the table."),
+    log_x: bool = typer.Option(False, "--log-x", help="Logarithmic labelled-size axis (for schedules that double)."),
 ) -> None:
     """Compare runs: a table and one plot of the learning curves, mean ± std over seeds.
 
@@ -42,7 +43,7 @@ def report(
     except ValueError as error:
         raise fail(str(error))
     try:
-        plot_report(groups, out)
+        plot_report(groups, out, log_x=log_x)
     except OSError as error:
         raise fail(f"cannot write plot {out}: {error.strerror or error}")
     if as_json:

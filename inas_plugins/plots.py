@@ -137,8 +137,13 @@ def plot_search_space(space: SearchSpace, path: str | os.PathLike) -> None:
     _save(figure, path)
 
 
-def plot_report(groups: Sequence[CurveGroup], path: str | os.PathLike, title: Optional[str] = None) -> None:
-    """One learning curve per group: the mean over seeds, with a band of +-1 standard deviation."""
+def plot_report(groups: Sequence[CurveGroup], path: str | os.PathLike, title: Optional[str] = None,
+                log_x: bool = False) -> "Figure":
+    """One learning curve per group: the mean over seeds, with a band of +-1 standard deviation.
+
+    ``log_x`` spaces a labelled set that doubles each round evenly. The figure is returned as well
+    as saved, so a notebook can show or restyle it.
+    """
     figure, axes = _new_figure(size=(7.5, 4.8))
     cycle = ["-", "--", "-.", ":"]
     for index, group in enumerate(groups):
@@ -149,15 +154,21 @@ def plot_report(groups: Sequence[CurveGroup], path: str | os.PathLike, title: Op
         lower = [m - s for m, s in zip(group.mean_accuracy, group.std_accuracy)]
         upper = [m + s for m, s in zip(group.mean_accuracy, group.std_accuracy)]
         axes.fill_between(group.labelled, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
-    axes.set_xlabel("labelled examples")
+    axes.set_xlabel("labelled examples" + (" (log scale)" if log_x else ""))
     axes.set_ylabel("test accuracy (mean, band = ±1 std over seeds)")
     axes.set_title(title or "Learning curves")
     axes.grid(True, alpha=0.3)
     if any(group.labelled for group in groups):
         axes.legend(loc="best", fontsize=8)
+        if log_x:
+            sizes = sorted({size for group in groups for size in group.labelled})
+            axes.set_xscale("log")
+            axes.set_xticks(sizes, [str(size) for size in sizes])
+            axes.minorticks_off()
     else:
         _no_rounds_yet(axes)
     _save(figure, path)
+    return figure
 
 
 # --------------------------------------------------------------------------- helpers

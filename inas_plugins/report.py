@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -307,16 +308,29 @@ def _scored_runs(runs: Sequence[RunSummary], largest: Optional[int]) -> list[Run
 
 
 def _label_groups(groups: list[GroupSummary]) -> None:
-    """``dataset heuristic arch`` plus ``key=value`` for every other key on which the groups differ."""
+    """``dataset heuristic arch`` plus ``key=value`` for the other keys on which the groups differ.
+
+    When most groups share a value (an ablation: one setting changed at a time), only the groups
+    that depart from it show the key, so labels name what was changed instead of every setting.
+    """
     shown = {"dataset", HEURISTIC_KEY, "arch", "search"}
     keys = [key for group in groups for key in group.config if key not in shown]
-    differing = [key for key in dict.fromkeys(keys)
-                 if len({json.dumps(group.config.get(key), sort_keys=True, default=str) for group in groups}) > 1]
+    usual: dict[str, Optional[str]] = {}
+    for key in dict.fromkeys(keys):
+        values = Counter(_value_text(group.config.get(key)) for group in groups)
+        if len(values) > 1:
+            value, count = values.most_common(1)[0]
+            usual[key] = value if count > len(groups) / 2 else None
     for group in groups:
         parts = [str(group.config[key]) for key in ("dataset", HEURISTIC_KEY) if group.config.get(key) is not None]
         parts.append(f"fixed {group.fixed_arch}" if group.fixed_arch else "iNAS")
-        parts += [f"{key}={_short(group.config[key])}" for key in differing if key in group.config]
+        parts += [f"{key}={_short(group.config[key])}" for key, value in usual.items()
+                  if key in group.config and _value_text(group.config[key]) != value]
         group.label = " ".join(parts)
+
+
+def _value_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _short(value: Any) -> str:

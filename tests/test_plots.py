@@ -73,6 +73,16 @@ def test_plot_report_draws_means_with_spreads_and_tolerates_empty_groups(tmp_pat
     assert (tmp_path / "nothing.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_plot_report_can_space_doubling_sizes_on_a_log_axis(tmp_path):
+    curve = Curve("a", [200, 400, 800, 1600], [0.3, 0.4, 0.5, 0.6], [0.0] * 4)
+    linear = plot_report([curve], tmp_path / "linear.png")
+    logged = plot_report([curve], tmp_path / "log.png", log_x=True)
+    assert linear.axes[0].get_xscale() == "linear"
+    assert logged.axes[0].get_xscale() == "log"
+    assert [tick.get_text() for tick in logged.axes[0].get_xticklabels()] == ["200", "400", "800", "1600"]
+    assert_png(tmp_path / "log.png")
+
+
 def test_an_unsupported_suffix_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"\.png, \.pdf, \.svg"):
         plot_learning_curve(ROUNDS, tmp_path / "curve.jpeg")

@@ -135,6 +135,14 @@ def test_a_running_run_counts_where_it_has_rounds_and_is_marked(tmp_path):
     assert "1 running" in group.plot_label
 
 
+def test_in_an_ablation_only_the_groups_that_change_a_setting_show_it(tmp_path):
+    groups = build_report([make_run(tmp_path / "plain", [0.5, 0.6, 0.7]),
+                           make_run(tmp_path / "rnd", [0.5, 0.6, 0.7], heuristic="random"),
+                           make_run(tmp_path / "e5", [0.6, 0.7, 0.8], epochs=5)])
+    assert [group.label for group in groups] == ["digits softmax_response iNAS", "digits random iNAS",
+                                                 "digits softmax_response iNAS epochs=5"]
+
+
 def test_groups_that_differ_in_other_settings_get_those_settings_in_their_labels(tmp_path):
     groups = build_report([make_run(tmp_path / "e2", [0.5, 0.6, 0.7], epochs=2),
                            make_run(tmp_path / "e5", [0.6, 0.7, 0.8], epochs=5)])
@@ -223,6 +231,19 @@ def test_inas_report_json_prints_the_numbers(tmp_path):
     assert first["runs"][0]["status"] == "complete"
     assert numbers["groups"][1]["auc_gain"] is None
     assert (tmp_path / "r.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_inas_report_log_x_puts_the_labelled_sizes_on_a_log_axis(tmp_path, monkeypatch):
+    import inas_plugins.plots as plots
+
+    drawn = []
+    draw = plots.plot_report
+    monkeypatch.setattr(plots, "plot_report", lambda *args, **kwargs: drawn.append(draw(*args, **kwargs)))
+    run = make_run(tmp_path / "run", [0.5, 0.6, 0.7])
+    result = CliRunner().invoke(app, ["report", str(run), "--log-x", "--out", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    assert drawn[0].axes[0].get_xscale() == "log"
+    assert (tmp_path / "r.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_inas_report_writes_report_png_in_the_current_directory_by_default(tmp_path, monkeypatch):
