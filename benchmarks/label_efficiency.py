@@ -73,13 +73,18 @@ def run_one(name: str, seed: int, data, runs_dir: Path, quiet: bool) -> Path:
     return run_dir
 
 
+def configuration_of(run_name: str) -> str:
+    """``inas-sr-seed2`` -> ``inas-sr``: run directories are named ``<configuration>-seed<N>``."""
+    return run_name.rsplit("-seed", 1)[0]
+
+
 def cost_rows(run_dirs: list[Path]) -> list[list[object]]:
     """Per configuration: search / final-training seconds, summed over rounds and seeds, query seconds,
     and the minutes one run spends in search + training + queries (evaluation and loading are extra)."""
     by_name: dict[str, list[dict]] = {}
     runs_of: dict[str, int] = {}
     for run_dir in run_dirs:
-        name = run_dir.name.rsplit("-seed", 1)[0]
+        name = configuration_of(run_dir.name)
         by_name.setdefault(name, []).extend(load_results(run_dir)["rounds"])
         runs_of[name] = runs_of.get(name, 0) + 1
     rows = []
@@ -105,7 +110,7 @@ def balance_rows(run_dirs: list[Path], train_labels: np.ndarray, class_names: li
     counts: dict[str, list[np.ndarray]] = {}
     for run_dir in run_dirs:
         labelled = np.asarray(load_checkpoint(run_dir).labelled_map) > 0
-        name = run_dir.name.rsplit("-seed", 1)[0]
+        name = configuration_of(run_dir.name)
         counts.setdefault(name, []).append(np.bincount(train_labels[labelled], minlength=len(class_names)))
     rows = []
     for name, per_seed in counts.items():
@@ -136,7 +141,7 @@ def cheaper_search_rows(run_dirs: list[Path]) -> list[list[object]]:
         auc = normalised_auc([r["labelled"] for r in rounds], [r["test_accuracy"] for r in rounds])
         return auc, sum(r["search_seconds"] for r in rounds)
 
-    plain_seeds = sorted(int(name.rsplit("-seed", 1)[1]) for name in finished if name.rsplit("-seed", 1)[0] == PLAIN_SEARCH)
+    plain_seeds = sorted(int(name.rsplit("-seed", 1)[1]) for name in finished if configuration_of(name) == PLAIN_SEARCH)
     if len(plain_seeds) < 2:
         return []
     plain_aucs = [auc_and_search(PLAIN_SEARCH, seed)[0] for seed in plain_seeds]

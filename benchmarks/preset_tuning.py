@@ -37,8 +37,11 @@ TIE = 0.01  # accuracy gap below which neither net "wins": about the test-set no
 
 
 def parse_recipe(text: str) -> tuple[int, int]:
-    width, epochs = text.split(":")
-    return int(width), int(epochs)
+    """``"16:24"`` -> (16, 24); anything else is one clear argparse error."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"recipe {text!r} is not WIDTH:EPOCHS with positive integers, e.g. 16:24")
+    return int(parts[0]), int(parts[1])
 
 
 def train_once(data, arch: Arch, width: int, epochs: int, size: int, seed: int, epoch_size: int) -> dict:
@@ -115,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path.home() / "data" / "cifar10")
     parser.add_argument("--cache", type=Path, default=Path.home() / "inas-bench-runs" / "preset-tuning.jsonl")
-    parser.add_argument("--recipes", nargs="+", default=["16:12"], help="W:E = base width : epochs")
+    parser.add_argument("--recipes", nargs="+", type=parse_recipe, default=[(16, 12)], help="W:E = base width : epochs")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1600, 4000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--report-only", action="store_true")
@@ -130,8 +133,7 @@ def main() -> None:
         data = load_dataset("folder", args.data_dir, seed=preset.data_seed, limit_train=preset.limit_train,
                             limit_test=preset.limit_test, progress=False)
         done = {key(e) for e in cache}
-        for recipe in args.recipes:
-            width, epochs = parse_recipe(recipe)
+        for width, epochs in args.recipes:
             for seed in args.seeds:
                 for size in args.sizes:
                     for arch in ARCHS:
