@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from inas_plugins.atomic import atomic_write_text
+
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
@@ -42,6 +44,4 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
         text = before + block + after
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(path, text)

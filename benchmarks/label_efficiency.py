@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from inas_plugins.checkpoint import load_checkpoint  # noqa: E402
-from inas_plugins.config import resolve_config  # noqa: E402
+from inas_plugins.config import RunConfig, flat_config, resolve_config  # noqa: E402
 from inas_plugins.data import load_dataset  # noqa: E402
 from inas_plugins.loop import ActiveRun  # noqa: E402
 from inas_plugins.plots import plot_report  # noqa: E402
@@ -38,18 +38,29 @@ from inas_plugins.results import load_results  # noqa: E402
 # The plain search of the paper: candidates trained for 1/4 of the schedule. Pinned, so the study stays
 # the same when the cpu preset adopts a cheaper search (it now uses 1/8, from the evidence below).
 PAPER_SEARCH = {"premature_fraction": 0.25}
+
+
+def study(heuristic: str, arch: str | None = None, **search) -> dict:
+    """Overrides of the cpu preset in the nested layout: a query heuristic, the paper's search
+    (changed by ``search``, settings of ``SearchOptions``), and a fixed ``arch`` or None for iNAS."""
+    overrides: dict = {"query": {"heuristic": heuristic}, "search": {**PAPER_SEARCH, **search}}
+    if arch is not None:
+        overrides["arch"] = arch
+    return overrides
+
+
 # name -> overrides of the cpu preset. The first four are the paper's main comparison.
 STUDY: dict[str, dict] = {
-    "inas-sr": {"heuristic": "softmax_response", **PAPER_SEARCH},
-    "fixed1x2-sr": {"heuristic": "softmax_response", "arch": "1x2", **PAPER_SEARCH},
-    "fixed2x4-sr": {"heuristic": "softmax_response", "arch": "2x4", **PAPER_SEARCH},
-    "inas-random": {"heuristic": "random", **PAPER_SEARCH},
-    "inas-mc": {"heuristic": "mc_dropout", **PAPER_SEARCH},
-    "inas-coreset": {"heuristic": "coreset", **PAPER_SEARCH},
+    "inas-sr": study("softmax_response"),
+    "fixed1x2-sr": study("softmax_response", arch="1x2"),
+    "fixed2x4-sr": study("softmax_response", arch="2x4"),
+    "inas-random": study("random"),
+    "inas-mc": study("mc_dropout"),
+    "inas-coreset": study("coreset"),
     # Cheaper searches, each against inas-sr on the same seeds.
-    "inas-sr-inherit": {"heuristic": "softmax_response", "inherit_weights": True, **PAPER_SEARCH},
-    "inas-sr-halving": {"heuristic": "softmax_response", "successive_halving": True, **PAPER_SEARCH},
-    "inas-sr-premature8": {"heuristic": "softmax_response", "premature_fraction": 0.125},
+    "inas-sr-inherit": study("softmax_response", inherit_weights=True),
+    "inas-sr-halving": study("softmax_response", successive_halving=True),
+    "inas-sr-premature8": study("softmax_response", premature_fraction=0.125),
 }
 PLOT_PATH = Path(__file__).resolve().parent / "label_efficiency.png"
 
@@ -58,7 +69,7 @@ def run_one(name: str, seed: int, data, runs_dir: Path, quiet: bool) -> Path:
     run_dir = runs_dir / f"{name}-seed{seed}"
     config = resolve_config({"dataset": "folder", "seed": seed, **STUDY[name]}, preset="cpu")
     saved = run_dir / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != config.to_dict():
+    if saved.exists() and saved_config(saved) != config.to_dict():
         raise SystemExit(f"{run_dir} was made with another configuration (the cpu preset changed?); "
                          "pass a new --runs-dir or move the old runs away")
     resume = (run_dir / "checkpoint.pt").exists()
@@ -71,6 +82,14 @@ def run_one(name: str, seed: int, data, runs_dir: Path, quiet: bool) -> Path:
     ActiveRun(config, data, run_dir, progress=not quiet, log=lambda line: print(f"  {line}")).run(resume=resume)
     print(f"{run_dir.name}: {time.perf_counter() - began:.0f} s")
     return run_dir
+
+
+def saved_config(path: Path) -> dict | None:
+    """A run directory's configuration in the nested layout (older flat ones migrated), or None if unreadable."""
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text())).to_dict()
+    except (ValueError, json.JSONDecodeError):
+        return None
 
 
 def configuration_of(run_name: str) -> str:
@@ -174,7 +193,7 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
         return
     plot_report(groups, PLOT_PATH, title="CIFAR-10, cpu preset: test accuracy vs labels (mean, +-1 std over seeds)",
                 log_x=True)
-    config = resolve_config({"dataset": "folder"}, preset="cpu").to_dict()
+    config = flat_config(resolve_config({"dataset": "folder"}, preset="cpu").to_dict())
     sections = [
         "## Label efficiency on CIFAR-10 (cpu preset)",
         "",

@@ -137,10 +137,10 @@ def main() -> None:
             for seed in args.seeds:
                 for size in args.sizes:
                     for arch in ARCHS:
-                        wanted = (str(arch), width, epochs, preset.epoch_size, size, seed)
+                        wanted = (str(arch), width, epochs, preset.train.epoch_size, size, seed)
                         if wanted in done:
                             continue
-                        entry = train_once(data, arch, width, epochs, size, seed, preset.epoch_size)
+                        entry = train_once(data, arch, width, epochs, size, seed, preset.train.epoch_size)
                         print(json.dumps(entry), flush=True)
                         with args.cache.open("a") as handle:
                             handle.write(json.dumps(entry) + "\n")

@@ -9,40 +9,50 @@ from typing import Optional
 
 import typer
 
+from inas_plugins.config import FLAGS_BY_NAME, RUN_FLAGS
+
 from .errors import fail
 
 PRESET_HELP = "paper (the paper's protocol, for a GPU), cpu (scaled CIFAR protocol, 2-8 min on 2 cores), quick (digits default)."
 
 
+def _setting(flag: str, boolean: bool = False):
+    """The Typer option of a setting: its flag name and help text come from ``RUN_FLAGS``."""
+    entry = FLAGS_BY_NAME[flag]
+    return typer.Option(None, f"--{flag}/--no-{flag}" if boolean else f"--{flag}", help=entry.help)
+
+
+# Typer reads the options from this signature; which setting each one sets is ``RUN_FLAGS``'s business
+# (inas_plugins/config.py), so a setting option is declared here by its flag name only.
 def run(
-    dataset: Optional[str] = typer.Option(None, help="cifar10, cifar100, svhn, folder, digits (default, bundled) or synthetic."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Existing dataset copy; for 'folder', the directory with train/ and test/."),
-    heuristic: Optional[str] = typer.Option(None, help="Query heuristic (see `inas heuristics`); default softmax_response."),
-    arch: Optional[str] = typer.Option(None, help="Fixed architecture BLOCKSxSTACKS (e.g. 2x4) instead of the iNAS search."),
+    dataset: Optional[str] = _setting("dataset"),
+    data_dir: Optional[Path] = _setting("data-dir"),
+    heuristic: Optional[str] = _setting("heuristic"),
+    arch: Optional[str] = _setting("arch"),
     preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default: quick for digits/synthetic, paper on CUDA, else cpu."),
-    initial: Optional[int] = typer.Option(None, help="Random labels before the first round (paper: 2000)."),
+    initial: Optional[int] = _setting("initial"),
     query_size: Optional[int] = typer.Option(None, "--query-size", help="Labels per round (a constant schedule)."),
     schedule: Optional[str] = typer.Option(None, help="Query schedule FROM:BATCH,... (paper: 0:2000,10000:5000)."),
-    budget: Optional[int] = typer.Option(None, help="Stop when this many points are labelled (paper: 50000)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs of full training per round (paper: 200)."),
-    epoch_size: Optional[int] = typer.Option(None, "--epoch-size", help="Samples per epoch, by oversampling (paper: 50000)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="SGD batch size (paper: 128)."),
-    lr: Optional[float] = typer.Option(None, help="Initial learning rate (paper: 0.1)."),
-    base_width: Optional[int] = typer.Option(None, "--base-width", help="Filters of the stem (paper: 64); smaller is faster."),
-    max_blocks: Optional[int] = typer.Option(None, "--max-blocks", help="Search space: largest blocks per stack (paper: 12)."),
-    max_stacks: Optional[int] = typer.Option(None, "--max-stacks", help="Search space: largest number of stacks (paper: 5)."),
-    start_arch: Optional[str] = typer.Option(None, "--start-arch", help="Architecture iNAS starts from (default 1x1)."),
-    search_iterations: Optional[int] = typer.Option(None, "--search-iterations", help="T_iNAS: search iterations per round (paper: 1)."),
-    premature_fraction: Optional[float] = typer.Option(None, "--premature-fraction", help="Share of the schedule a candidate trains for (paper and default: 0.25; cpu preset: 0.125)."),
-    inherit_weights: Optional[bool] = typer.Option(None, "--inherit-weights/--no-inherit-weights", help="Grown candidates start from their parent's weights."),
-    successive_halving: Optional[bool] = typer.Option(None, "--successive-halving/--no-successive-halving", help="Train candidates briefly, continue only the better ones."),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Force augmentation on or off (default: the dataset's own)."),
-    mc_samples: Optional[int] = typer.Option(None, "--mc-samples", help="MC-dropout passes (paper: 100)."),
-    pool_subset: Optional[int] = typer.Option(None, "--pool-subset", help="Rank only a random subset of this many pool points per round."),
-    limit_train: Optional[int] = typer.Option(None, "--limit-train", help="Use a stratified subset of the training pool."),
-    limit_test: Optional[int] = typer.Option(None, "--limit-test", help="Use a stratified subset of the test set."),
-    seed: Optional[int] = typer.Option(None, help="Seed of everything random in the run (default 0)."),
-    device: Optional[str] = typer.Option(None, help="auto (CUDA when available), cuda or cpu."),
+    budget: Optional[int] = _setting("budget"),
+    epochs: Optional[int] = _setting("epochs"),
+    epoch_size: Optional[int] = _setting("epoch-size"),
+    batch_size: Optional[int] = _setting("batch-size"),
+    lr: Optional[float] = _setting("lr"),
+    base_width: Optional[int] = _setting("base-width"),
+    max_blocks: Optional[int] = _setting("max-blocks"),
+    max_stacks: Optional[int] = _setting("max-stacks"),
+    start_arch: Optional[str] = _setting("start-arch"),
+    search_iterations: Optional[int] = _setting("search-iterations"),
+    premature_fraction: Optional[float] = _setting("premature-fraction"),
+    inherit_weights: Optional[bool] = _setting("inherit-weights", boolean=True),
+    successive_halving: Optional[bool] = _setting("successive-halving", boolean=True),
+    augment: Optional[bool] = _setting("augment", boolean=True),
+    mc_samples: Optional[int] = _setting("mc-samples"),
+    pool_subset: Optional[int] = _setting("pool-subset"),
+    limit_train: Optional[int] = _setting("limit-train"),
+    limit_test: Optional[int] = _setting("limit-test"),
+    seed: Optional[int] = _setting("seed"),
+    device: Optional[str] = _setting("device"),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<dataset>-<heuristic>-<inas|arch>-seed<N>)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; round summaries only."),
@@ -55,6 +65,7 @@ def run(
       inas run --dataset cifar10 --arch 2x4 --heuristic random --seed 1
       inas run --resume runs/digits-softmax_response-inas-seed0
     """
+    options = dict(locals())  # the option values, by parameter name
     from inas_plugins.checkpoint import load_checkpoint
     from inas_plugins.config import RunConfig, parse_schedule, resolve_config
 
@@ -71,15 +82,7 @@ def run(
             config.data_dir = str(data_dir)
         run_dir = resume
     else:
-        overrides = dict(
-            dataset=dataset, data_dir=str(data_dir) if data_dir else None, heuristic=heuristic, arch=arch,
-            initial=initial, budget=budget, epochs=epochs, epoch_size=epoch_size, batch_size=batch_size,
-            lr=lr, base_width=base_width, max_blocks=max_blocks, max_stacks=max_stacks, start_arch=start_arch,
-            search_iterations=search_iterations, premature_fraction=premature_fraction,
-            inherit_weights=inherit_weights, successive_halving=successive_halving, augment=augment,
-            mc_samples=mc_samples, pool_subset=pool_subset, limit_train=limit_train, limit_test=limit_test,
-            seed=seed, device=device,
-        )
+        overrides = {entry.param: options[entry.param] for entry in RUN_FLAGS}
         try:
             if schedule is not None and query_size is not None:
                 raise ValueError("give either --query-size or --schedule, not both")
@@ -126,7 +129,7 @@ def run(
 
 def _default_run_dir(config) -> Path:
     model = f"fixed{config.arch}" if config.arch else "inas"
-    base = Path("runs") / f"{config.dataset}-{config.heuristic}-{model}-seed{config.seed}"
+    base = Path("runs") / f"{config.dataset}-{config.query.heuristic}-{model}-seed{config.seed}"
     candidate, suffix = base, 2
     while _holds_run(candidate):
         candidate, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
@@ -155,7 +158,7 @@ def _check_choices(config) -> None:
     if config.dataset not in available_datasets():
         raise fail(f"unknown dataset {config.dataset!r}; choose one of {', '.join(available_datasets())}")
     try:
-        create_heuristic(config.heuristic)
+        create_heuristic(config.query.heuristic)
     except ValueError as error:
         raise fail(str(error))
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .results import atomic_write_bytes
+from .atomic import atomic_write_bytes
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1

@@ -1,16 +1,57 @@
-"""Run configuration for active-iNAS: one flat dataclass, named presets, and validation.
+"""Run configuration for active-iNAS: the run's own fields plus three settings sections, named presets.
 
-A configuration is resolved as defaults <- preset <- explicit overrides, printed, and saved with
-the results so every run can be reproduced from its ``config.json``.
+A :class:`RunConfig` holds what only a run has (dataset, search space, labelling protocol, data
+limits, seeds) and composes the settings every other part of the toolkit uses under the same names:
+``train`` (:class:`~inas_plugins.training.TrainRecipe`), ``search``
+(:class:`~inas_plugins.settings.SearchOptions`) and ``query``
+(:class:`~inas_plugins.settings.QueryOptions`). Each setting is range-checked once, by the
+dataclass that owns it; :meth:`RunConfig.validate` checks only the run's own fields.
+
+A configuration is resolved as defaults <- preset <- explicit overrides, printed, and saved with the
+results (``config.json``, nested: the run's fields at the top, then ``"train"``, ``"search"`` and
+``"query"``), so every run can be reproduced from it. Run directories written before the sections
+existed hold one flat dict; :meth:`RunConfig.from_dict` migrates it and :func:`flat_config` gives
+both layouts one flat view for the report. The ``inas run`` flags map onto the settings through one
+table, :data:`RUN_FLAGS`.
+
+Importing this module imports nothing heavy (no torch): ``space``, ``settings`` and
+``training.recipe`` are plain dataclasses.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+import os
+import types
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple, Optional, Union, get_args, get_origin, get_type_hints
 
+from .settings import QueryOptions, SearchOptions
 from .space import Arch, SearchSpace
 from .training.recipe import TrainRecipe
+
+# The settings sections of a run: key in the nested layout -> the dataclass that owns its fields.
+SECTIONS: dict[str, type] = {"train": TrainRecipe, "search": SearchOptions, "query": QueryOptions}
+
+# The flat layout of run directories written before the sections existed: old key -> (section, field).
+# Frozen with that format, so it does not grow with new settings; :func:`flat_config` names a newer
+# setting by its field name.
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    "heuristic": ("query", "heuristic"),
+    "pool_subset": ("query", "pool_subset"),
+    "epochs": ("train", "epochs"),
+    "epoch_size": ("train", "epoch_size"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"),
+    "momentum": ("train", "momentum"),
+    "weight_decay": ("train", "weight_decay"),
+    "val_fraction": ("search", "val_fraction"),
+    "premature_fraction": ("search", "premature_fraction"),
+    "search_iterations": ("search", "iterations"),
+    "inherit_weights": ("search", "inherit_weights"),
+    "successive_halving": ("search", "successive_halving"),
+    "mc_samples": ("query", "mc_samples"),
+    "mc_dropout_rate": ("query", "mc_dropout_rate"),
+}
 
 
 @dataclass
@@ -19,7 +60,6 @@ class RunConfig:
 
     dataset: str = "digits"
     data_dir: Optional[str] = None
-    heuristic: str = "softmax_response"
     arch: Optional[str] = None  # a fixed architecture such as "2x4"; None runs the iNAS search
     start_arch: str = "1x1"
     max_blocks: int = 12
@@ -29,26 +69,10 @@ class RunConfig:
     initial: int = 2000
     query_schedule: list[list[int]] = field(default_factory=lambda: [[0, 2000], [10_000, 5000]])
     budget: int = 50_000
-    pool_subset: Optional[int] = None  # rank only a random subset of the pool each round (speed)
-    # Training recipe (paper section 5.1).
-    epochs: int = 200
-    epoch_size: int = 50_000
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    # The network (the SGD recipe is ``train``).
     augment: Optional[bool] = None  # None: the dataset's own default
     base_width: int = 64
     drop_rate: float = 0.0  # dropout while training; MC-dropout applies its own rate at inference
-    # iNAS (Algorithm 1).
-    val_fraction: float = 0.2
-    premature_fraction: float = 0.25
-    search_iterations: int = 1
-    inherit_weights: bool = False
-    successive_halving: bool = False
-    # Query functions.
-    mc_samples: int = 100
-    mc_dropout_rate: float = 0.5
     # Data size limits (the cpu preset shrinks CIFAR) and run control.
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
@@ -56,6 +80,10 @@ class RunConfig:
     data_seed: int = 0  # fixed across run seeds, so every seed sees the same train/test split
     device: str = "auto"
     preset: Optional[str] = None
+    # The settings sections (paper section 5.1 recipe, Algorithm 1, the query functions).
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+    search: SearchOptions = field(default_factory=SearchOptions)
+    query: QueryOptions = field(default_factory=QueryOptions)
 
     # --- derived values -------------------------------------------------------------------
     @property
@@ -67,13 +95,9 @@ class RunConfig:
         return Arch.parse(self.arch) if self.arch else None
 
     @property
-    def search(self) -> bool:
+    def uses_search(self) -> bool:
+        """True when iNAS searches the architecture, False for a fixed-architecture baseline."""
         return self.arch is None
-
-    def train_recipe(self) -> TrainRecipe:
-        """The training recipe of the final training; candidates use ``premature_fraction`` of it."""
-        return TrainRecipe(epochs=self.epochs, epoch_size=self.epoch_size, batch_size=self.batch_size, lr=self.lr,
-                           momentum=self.momentum, weight_decay=self.weight_decay)
 
     def batch_size_at(self, labelled: int) -> int:
         """Query batch for a labelled-set size: the last schedule step whose threshold is reached."""
@@ -83,19 +107,39 @@ class RunConfig:
                 size = batch
         return size
 
+    # --- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The nested layout: the run's own fields, then ``train``, ``search`` and ``query``."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in OWN_FIELDS}
+        data["query_schedule"] = [list(step) for step in self.query_schedule]
+        for name in SECTIONS:
+            data[name] = getattr(self, name).to_dict()
+        return data
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**values)
+    def from_dict(cls, values: Any) -> "RunConfig":
+        """A validated configuration from the nested layout or the old flat one (migrated).
+
+        Anything that is not a mapping, an unknown key, a value of the wrong type or out of range
+        raises a one-line ValueError naming the key.
+        """
+        nested = _nest(values, "a run configuration")
+        own = {name: value for name, value in nested.items() if name not in SECTIONS}
+        sections = {name: _section(name, nested.get(name, {})) for name in SECTIONS}
+        config = cls(**own, **sections).validate()
+        config.query_schedule = [list(step) for step in config.query_schedule]  # never share the caller's lists
+        return config
 
     def validate(self) -> "RunConfig":
-        """Raise ValueError with one line naming the first problem."""
+        """Raise ValueError with one line naming the first problem in the run's own fields.
+
+        The sections check their own fields when they are built.
+        """
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        for name in OWN_FIELDS:
+            _check_type(name, getattr(self, name), _OWN_HINTS[name])
         space = self.space  # validates max_blocks, max_stacks, block
         space.check(Arch.parse(self.start_arch))
         if self.fixed_arch is not None:
@@ -106,20 +150,246 @@ class RunConfig:
             raise ValueError(f"--budget ({self.budget}) is below the initial labelled set (--initial {self.initial})")
         if not self.query_schedule or any(len(step) != 2 or step[1] < 1 or step[0] < 0 for step in self.query_schedule):
             raise ValueError("the query schedule needs steps FROM:BATCH with FROM >= 0 and BATCH >= 1, e.g. 0:2000,10000:5000")
-        if self.pool_subset is not None and self.pool_subset < 1:
-            raise ValueError(f"--pool-subset must be positive, got {self.pool_subset}")
-        self.train_recipe()  # epochs, epoch size, batch size, lr, momentum, weight decay
-        for name in ("base_width", "search_iterations", "mc_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val-fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0.0 < self.premature_fraction <= 1.0:
-            raise ValueError(f"premature-fraction must be in (0, 1], got {self.premature_fraction}")
-        for name in ("drop_rate", "mc_dropout_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.base_width < 1:
+            raise ValueError(f"base-width must be at least 1, got {self.base_width}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"drop-rate must be in [0, 1), got {self.drop_rate}")
+        for name in ("limit_train", "limit_test"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         return self
+
+
+OWN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.name not in SECTIONS)
+_OWN_HINTS: dict[str, Any] = get_type_hints(RunConfig)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (dict, "an object"), ((list, tuple), "a list"), (str, "a string"),
+                       ((int, float), "a number")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _nest(values: Any, what: str) -> dict[str, Any]:
+    """One layer of settings in the nested layout: the run's fields at the top, sections as dicts.
+
+    Accepts the nested layout and the old flat one (keys of :data:`LEGACY_KEYS`), or a mix; a
+    setting given twice, an unknown key or a section that is not a mapping is a one-line ValueError.
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"{what} must be a mapping of settings, got {_json_type(values)}")
+    nested: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    unknown = []
+    for key, value in values.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ValueError(f"{key} must be a mapping of {key} settings, got {_json_type(value)}")
+            for name, setting in value.items():
+                _put(sections.setdefault(key, {}), name, setting, f"{key}.{name}")
+        elif key in OWN_FIELDS:
+            nested[key] = value
+        elif key in LEGACY_KEYS:
+            section, name = LEGACY_KEYS[key]
+            _put(sections.setdefault(section, {}), name, value, f"{section}.{name}")
+        else:
+            unknown.append(str(key))
+    if unknown:
+        raise ValueError(f"unknown configuration keys {sorted(unknown)}; valid keys are "
+                         f"{[*OWN_FIELDS, *SECTIONS]} (and the flat keys of older runs)")
+    return {**nested, **sections}
+
+
+def _put(section: dict[str, Any], name: str, value: Any, where: str) -> None:
+    if name in section:
+        raise ValueError(f"{where} is given twice (once flat, once in its section)")
+    section[name] = value
+
+
+def _section(name: str, data: dict[str, Any]) -> Any:
+    """Build section ``name`` from its dict: types checked here, ranges by the dataclass."""
+    cls = SECTIONS[name]
+    hints = get_type_hints(cls)
+    for key, value in data.items():
+        if key in hints:
+            _check_type(f"{name}.{key}", value, hints[key])
+    try:
+        return cls.from_dict(data)
+    except TypeError as error:  # a type the check above does not know; still one line
+        raise ValueError(f"{name} settings {data!r}: {error}") from None
+
+
+def _check_type(where: str, value: Any, hint: Any) -> None:
+    if not _conforms(value, hint):
+        raise ValueError(f"{where} must be {_describe(hint)}, got {value!r}")
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Union or origin is types.UnionType:
+        return any(_conforms(value, arm) for arm in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = [arg for arg in get_args(hint) if arg is not Ellipsis]
+        return not inner or all(_conforms(item, inner[0]) for item in value)
+    return True  # anything else is the owning dataclass's to check
+
+
+def _describe(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin is Union or origin is types.UnionType:
+        return " or ".join(_describe(arm) for arm in get_args(hint))
+    if origin in (list, tuple):
+        inner = [arg for arg in get_args(hint) if arg is not Ellipsis]
+        return "a list" + (f" of {_plural(inner[0])}" if inner else "")
+    return {type(None): "null", bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _plural(hint: Any) -> str:
+    """``list[list[int]]`` -> "lists of lists of integers"."""
+    if get_origin(hint) in (list, tuple):
+        inner = [arg for arg in get_args(hint) if arg is not Ellipsis]
+        return "lists" + (f" of {_plural(inner[0])}" if inner else "")
+    return {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}.get(hint, "values")
+
+
+def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Nested layers, later ones winning field by field inside the sections."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            merged[key] = {**merged.get(key, {}), **value} if key in SECTIONS else value
+    return merged
+
+
+# --------------------------------------------------------------------------- the flat view
+
+
+_FLAT_NAMES = {setting: key for key, setting in LEGACY_KEYS.items()}
+_SECTION_DEFAULTS = {name: cls().to_dict() for name, cls in SECTIONS.items()}
+_LEGACY_ORDER = ("dataset", "data_dir", "heuristic", "arch", "start_arch", "max_blocks", "max_stacks", "block",
+                 "initial", "query_schedule", "budget", "pool_subset", "epochs", "epoch_size", "batch_size", "lr",
+                 "momentum", "weight_decay", "augment", "base_width", "drop_rate", "val_fraction",
+                 "premature_fraction", "search_iterations", "inherit_weights", "successive_halving", "mc_samples",
+                 "mc_dropout_rate", "limit_train", "limit_test", "seed", "data_seed", "device", "preset")
+_MISSING = object()
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """One flat view of a saved configuration, nested (new) or flat (old), with the old key names.
+
+    Section settings take their old flat names (``search.iterations`` -> ``search_iterations``); a
+    setting the old layout did not have appears under its field name only when it differs from
+    its default (older runs all used the default), so old and new runs of one experiment give
+    equal views. Keys this module does not know pass through unchanged; nothing is validated.
+    """
+    flat: dict[str, Any] = {}
+    newer: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for name, setting in value.items():
+                legacy = _FLAT_NAMES.get((key, name))
+                if legacy is not None:
+                    flat[legacy] = setting
+                elif setting != _SECTION_DEFAULTS[key].get(name, _MISSING):
+                    newer[name if name not in config and name not in newer else f"{key}.{name}"] = setting
+        else:
+            flat[key] = value
+    ordered = {key: flat.pop(key) for key in _LEGACY_ORDER if key in flat}
+    return {**ordered, **flat, **newer}
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+class Flag(NamedTuple):
+    """One ``inas run`` option: ``--flag`` sets ``field`` of ``section`` (None: the run's own field)."""
+
+    flag: str
+    section: Optional[str]
+    field: str
+    help: str
+
+    @property
+    def param(self) -> str:
+        """The option's Python parameter name, also its key in :func:`resolve_config` overrides."""
+        return self.flag.replace("-", "_")
+
+
+# The one table from ``inas run`` flags to settings. The CLI declares its options from it (help
+# text included), builds its overrides from it, and :func:`resolve_config` routes flat override keys
+# through it. --preset, --query-size, --schedule, --out, --resume and --quiet are not settings.
+RUN_FLAGS: tuple[Flag, ...] = (
+    Flag("dataset", None, "dataset", "cifar10, cifar100, svhn, folder, digits (default, bundled) or synthetic."),
+    Flag("data-dir", None, "data_dir", "Existing dataset copy; for 'folder', the directory with train/ and test/."),
+    Flag("heuristic", "query", "heuristic", "Query heuristic (see `inas heuristics`); default softmax_response."),
+    Flag("arch", None, "arch", "Fixed architecture BLOCKSxSTACKS (e.g. 2x4) instead of the iNAS search."),
+    Flag("initial", None, "initial", "Random labels before the first round (paper: 2000)."),
+    Flag("budget", None, "budget", "Stop when this many points are labelled (paper: 50000)."),
+    Flag("epochs", "train", "epochs", "Epochs of full training per round (paper: 200)."),
+    Flag("epoch-size", "train", "epoch_size", "Samples per epoch, by oversampling (paper: 50000)."),
+    Flag("batch-size", "train", "batch_size", "SGD batch size (paper: 128)."),
+    Flag("lr", "train", "lr", "Initial learning rate (paper: 0.1)."),
+    Flag("base-width", None, "base_width", "Filters of the stem (paper: 64); smaller is faster."),
+    Flag("max-blocks", None, "max_blocks", "Search space: largest blocks per stack (paper: 12)."),
+    Flag("max-stacks", None, "max_stacks", "Search space: largest number of stacks (paper: 5)."),
+    Flag("start-arch", None, "start_arch", "Architecture iNAS starts from (default 1x1)."),
+    Flag("search-iterations", "search", "iterations", "T_iNAS: search iterations per round (paper: 1)."),
+    Flag("premature-fraction", "search", "premature_fraction",
+         "Share of the schedule a candidate trains for (paper and default: 0.25; cpu preset: 0.125)."),
+    Flag("inherit-weights", "search", "inherit_weights", "Grown candidates start from their parent's weights."),
+    Flag("successive-halving", "search", "successive_halving", "Train candidates briefly, continue only the better ones."),
+    Flag("augment", None, "augment", "Force augmentation on or off (default: the dataset's own)."),
+    Flag("mc-samples", "query", "mc_samples", "MC-dropout passes (paper: 100)."),
+    Flag("pool-subset", "query", "pool_subset", "Rank only a random subset of this many pool points per round."),
+    Flag("limit-train", None, "limit_train", "Use a stratified subset of the training pool."),
+    Flag("limit-test", None, "limit_test", "Use a stratified subset of the test set."),
+    Flag("seed", None, "seed", "Seed of everything random in the run (default 0)."),
+    Flag("device", None, "device", "auto (CUDA when available), cuda or cpu."),
+)
+FLAGS_BY_NAME: dict[str, Flag] = {entry.flag: entry for entry in RUN_FLAGS}
+_FLAGS_BY_PARAM: dict[str, Flag] = {entry.param: entry for entry in RUN_FLAGS}
+
+
+def flag_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """Overrides in the nested layout from option values keyed by :attr:`Flag.param`.
+
+    Values that are None (option not given) are left out; paths become strings.
+    """
+    nested: dict[str, Any] = {}
+    for param, value in values.items():
+        entry = _FLAGS_BY_PARAM.get(param)
+        if entry is None:
+            raise ValueError(f"unknown option {param!r}; options that set a setting are "
+                             f"{', '.join('--' + flag.flag for flag in RUN_FLAGS)}")
+        if value is None:
+            continue
+        if entry.section is None:
+            nested[entry.field] = os.fspath(value) if isinstance(value, os.PathLike) else value
+        else:
+            nested.setdefault(entry.section, {})[entry.field] = value
+    return nested
 
 
 def parse_schedule(text: str) -> list[list[int]]:
@@ -133,27 +403,32 @@ def parse_schedule(text: str) -> list[list[int]]:
     return sorted(steps)
 
 
-# Presets: partial configurations. "paper" is the paper's protocol (for a GPU); "cpu" scales it so
-# one CIFAR-10 run finishes on 2 CPU cores in about 3-10 minutes: 200 -> 3,200 labels, doubling each
-# round, 24 epochs of 4,000 samples per training (BENCHMARKS.md, "How the cpu preset was chosen"), and
-# candidates trained for 1/8 of that instead of the paper's 1/4: half the search time and no loss of
-# AUC on 3 seeds (BENCHMARKS.md, "The cost of the search"); "quick" is the offline digits default.
+# Presets: partial configurations in the nested layout. "paper" is the paper's protocol (for a GPU);
+# "cpu" scales it so one CIFAR-10 run finishes on 2 CPU cores in about 3-10 minutes: 200 -> 3,200
+# labels, doubling each round, 24 epochs of 4,000 samples per training (BENCHMARKS.md, "How the cpu
+# preset was chosen"), and candidates trained for 1/8 of that instead of the paper's 1/4: half the
+# search time and no loss of AUC on 3 seeds (BENCHMARKS.md, "The cost of the search"); "quick" is the
+# offline digits default.
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(
-        initial=2000, query_schedule=[[0, 2000], [10_000, 5000]], budget=50_000,
-        epochs=200, epoch_size=50_000, batch_size=128, base_width=64, limit_train=None, limit_test=None,
-        mc_samples=100,
-    ),
-    "cpu": dict(
-        initial=200, query_schedule=[[0, 200], [400, 400], [800, 800], [1600, 1600]], budget=3200,
-        epochs=24, epoch_size=4000, batch_size=128, base_width=16, limit_train=10_000, limit_test=2000,
-        max_blocks=4, max_stacks=4, mc_samples=50, pool_subset=None, premature_fraction=0.125,
-    ),
-    "quick": dict(
-        initial=50, query_schedule=[[0, 50], [300, 150]], budget=600,
-        epochs=20, epoch_size=2000, batch_size=64, base_width=8, limit_train=None, limit_test=None,
-        max_blocks=4, max_stacks=3, mc_samples=50,
-    ),
+    "paper": {
+        "initial": 2000, "query_schedule": [[0, 2000], [10_000, 5000]], "budget": 50_000,
+        "base_width": 64, "limit_train": None, "limit_test": None,
+        "train": {"epochs": 200, "epoch_size": 50_000, "batch_size": 128},
+        "query": {"mc_samples": 100},
+    },
+    "cpu": {
+        "initial": 200, "query_schedule": [[0, 200], [400, 400], [800, 800], [1600, 1600]], "budget": 3200,
+        "base_width": 16, "limit_train": 10_000, "limit_test": 2000, "max_blocks": 4, "max_stacks": 4,
+        "train": {"epochs": 24, "epoch_size": 4000, "batch_size": 128},
+        "search": {"premature_fraction": 0.125},
+        "query": {"mc_samples": 50, "pool_subset": None},
+    },
+    "quick": {
+        "initial": 50, "query_schedule": [[0, 50], [300, 150]], "budget": 600,
+        "base_width": 8, "limit_train": None, "limit_test": None, "max_blocks": 4, "max_stacks": 3,
+        "train": {"epochs": 20, "epoch_size": 2000, "batch_size": 64},
+        "query": {"mc_samples": 50},
+    },
 }
 
 SMALL_DATASETS = ("digits", "synthetic")
@@ -175,14 +450,27 @@ def _cuda_available() -> bool:
 
 
 def resolve_config(overrides: dict[str, Any], preset: Optional[str] = None) -> RunConfig:
-    """defaults <- preset <- explicit overrides (keys with value None are ignored)."""
-    explicit = {key: value for key, value in overrides.items() if value is not None}
+    """defaults <- preset <- explicit overrides, validated.
+
+    ``overrides`` is a partial configuration: the run's own fields, sections as nested dicts
+    (``{"search": {"premature_fraction": 0.125}}``), or settings by their ``inas run`` option
+    (:attr:`Flag.param` of :data:`RUN_FLAGS`, e.g. ``mc_samples``). Values that are None are
+    ignored (an option not given).
+    """
+    if not isinstance(overrides, dict):
+        raise ValueError(f"overrides must be a mapping of settings, got {_json_type(overrides)}")
+    by_flag = flag_overrides({key: value for key, value in overrides.items() if key in _FLAGS_BY_PARAM})
+    given = _nest({key: {name: setting for name, setting in value.items() if setting is not None}
+                   if key in SECTIONS and isinstance(value, dict) else value
+                   for key, value in overrides.items() if key not in _FLAGS_BY_PARAM and value is not None}, "overrides")
+    twice = sorted(f"{section}.{name}" for section in SECTIONS
+                   for name in set(by_flag.get(section, {})) & set(given.get(section, {})))
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice in the overrides (by option name and in its section)")
+    explicit = _merge(given, by_flag)
     dataset = explicit.get("dataset", RunConfig.dataset)
     device = explicit.get("device", RunConfig.device)
     name = preset or default_preset(dataset, device)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **explicit, "preset": name}
-    # A pool schedule that starts above the initial set still needs a first step.
-    config = RunConfig.from_dict(values)
-    return config.validate()
+    return RunConfig.from_dict(_merge(PRESETS[name], explicit, {"preset": name}))

@@ -28,6 +28,7 @@ from .results import atomic_write_json, write_results
 from .search import inas_search
 from .space import Arch
 from .training import Trainer
+from .training.sources import DataSource, InputFormat, TensorSource
 
 CONFIG_NAME = "config.json"
 
@@ -71,8 +72,7 @@ def next_query_size(config: RunConfig, labelled: int, pool: int) -> int:
 def select_from_pool(
     heuristic: QueryHeuristic,
     model: nn.Module,
-    trainer: Trainer,
-    dataset: LoadedDataset,
+    train_data: TensorSource,
     al_dataset: InMemoryActiveDataset,
     n: int,
     config: RunConfig,
@@ -86,22 +86,23 @@ def select_from_pool(
     """
     pool_oracle = al_dataset.pool_indices()
     candidates = np.arange(len(pool_oracle))
-    if config.pool_subset is not None and config.pool_subset < len(pool_oracle):
-        candidates = np.sort(rng.choice(len(pool_oracle), size=max(config.pool_subset, n), replace=False))
+    pool_subset = config.query.pool_subset
+    if pool_subset is not None and pool_subset < len(pool_oracle):
+        candidates = np.sort(rng.choice(len(pool_oracle), size=max(pool_subset, n), replace=False))
     outputs = collect_outputs(
         model,
-        dataset.train.images[pool_oracle[candidates]],
-        dataset.train.images[al_dataset.labelled_indices()],
+        train_data.subset(torch.from_numpy(pool_oracle[candidates])),
+        train_data.subset(torch.from_numpy(al_dataset.labelled_indices())),
         heuristic.needs,
-        preprocess=trainer.preprocess,
-        mc_samples=config.mc_samples,
-        mc_dropout_rate=config.mc_dropout_rate,
+        mc_samples=config.query.mc_samples,
+        mc_dropout_rate=config.query.mc_dropout_rate,
         seed=int(rng.integers(2**31)),
         progress=progress,
     )
     picks_in_candidates = np.asarray(heuristic.select(outputs, n, rng), dtype=np.int64)
     if len(np.unique(picks_in_candidates)) != len(picks_in_candidates) or len(picks_in_candidates) != n:
-        raise RuntimeError(f"heuristic {config.heuristic!r} returned {len(picks_in_candidates)} picks, not {n} distinct ones")
+        raise RuntimeError(f"heuristic {config.query.heuristic!r} returned {len(picks_in_candidates)} picks, "
+                           f"not {n} distinct ones")
     return candidates[picks_in_candidates]
 
 
@@ -118,8 +119,11 @@ class ActiveRun:
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
         self.space = self.config.space
-        self.heuristic = create_heuristic(self.config.heuristic)
-        self.recipe = self.config.train_recipe()
+        self.heuristic = create_heuristic(self.config.query.heuristic)
+        self.recipe = self.config.train
+        self.train_data = TensorSource(self.dataset.train.images, self.dataset.train.labels,
+                                       InputFormat.uint8(self.dataset.mean, self.dataset.std))
+        self.test_data = TensorSource(self.dataset.test.images, self.dataset.test.labels, self.train_data.fmt)
         # Augmentation defaults to on (shifts and rotations); flips only where the dataset allows them.
         self._augment = True if self.config.augment is None else self.config.augment
         self._flips = self.dataset.flips_valid
@@ -134,7 +138,7 @@ class ActiveRun:
 
     def make_trainer(self, seed: int) -> Trainer:
         return Trainer(
-            self.recipe, mean=self.dataset.mean, std=self.dataset.std, augment=self._augment,
+            self.recipe, augment=self._augment,
             flips=self._flips, max_shift=self._max_shift, device=self.config.device, seed=seed, progress=self.progress,
         )
 
@@ -173,7 +177,7 @@ class ActiveRun:
             if n > 0:
                 started = time.perf_counter()
                 rng = np.random.default_rng(round_seed(self.config.seed, round_index) + 1)
-                picks = select_from_pool(self.heuristic, model, trainer, self.dataset, al_dataset,
+                picks = select_from_pool(self.heuristic, model, self.train_data, al_dataset,
                                          n, self.config, rng, self.progress)
                 al_dataset.label(picks.tolist())
                 record["query_seconds"] = round(time.perf_counter() - started, 3)
@@ -195,22 +199,17 @@ class ActiveRun:
         torch.manual_seed(seed)
         trainer = self.make_trainer(seed)
         labelled = al_dataset.labelled_indices()
-        images, labels = self.dataset.train.images[labelled], self.dataset.train.labels[labelled]
+        labelled_data = self.train_data.subset(torch.from_numpy(labelled))
         candidates: list[dict] = []
         search_seconds = 0.0
-        if self.config.search:
-            result = inas_search(
-                images, labels, arch, self.space, trainer, self.build_model,
-                max_iterations=self.config.search_iterations, val_fraction=self.config.val_fraction,
-                premature_fraction=self.config.premature_fraction, seed=seed,
-                inherit_weights=self.config.inherit_weights, successive_halving=self.config.successive_halving,
-                parent_model=parent, progress=self.progress,
-            )
+        if self.config.uses_search:
+            result = inas_search(labelled_data, arch, self.space, trainer, self.build_model,
+                                 options=self.config.search, seed=seed, parent_model=parent, progress=self.progress)
             arch, search_seconds = result.arch, result.seconds
             candidates = [candidate.to_dict() for candidate in result.candidates]
         model = self.build_model(arch)
-        stats = trainer.fit(model, images, labels, desc=f"round {round_index} train {arch}")
-        accuracy = trainer.evaluate(model, self.dataset.test.images, self.dataset.test.labels)
+        stats = trainer.fit(model, labelled_data, desc=f"round {round_index} train {arch}")
+        accuracy = trainer.evaluate(model, self.test_data)
         record = {
             "round": round_index,
             "labelled": int(len(labelled)),

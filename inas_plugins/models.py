@@ -9,6 +9,7 @@ shortcut and timm's ``ClassifierHead``. The networks are registered with timm as
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import torch
 from torch import nn
@@ -31,8 +32,10 @@ class INASResNet(nn.Module):
 
     Each stack after the first halves the resolution in its first block and doubles the width.
     The dropout before the classifier is a real ``nn.Dropout`` (``self.head.drop``) so baal's
-    MC-dropout patching can switch it on at inference, and ``embed`` returns the pooled features
-    *before* that dropout, so coreset embeddings stay deterministic.
+    MC-dropout patching can switch it on at inference, and ``forward_head(x, pre_logits=True)`` (and
+    ``embed``) returns the pooled features *before* that dropout, so coreset embeddings stay
+    deterministic. It follows timm's model interface: ``forward_features``, ``forward_head``,
+    ``get_classifier``, ``reset_classifier`` and ``num_features``.
     """
 
     def __init__(
@@ -98,20 +101,62 @@ class INASResNet(nn.Module):
             if hasattr(module, "zero_init_last"):
                 module.zero_init_last()
 
+    # timm's model interface (forward_features / forward_head / get_classifier / reset_classifier), so
+    # timm tooling and code written for timm models work with the family unchanged.
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map after the last stack (before pooling)."""
         return self.stacks(self.stem(x))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled penultimate features, taken before the dropout (width ``num_features``)."""
-        return self.head.global_pool(self.forward_features(x))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global-pool the feature map ``x``; logits, or with ``pre_logits`` the pooled features.
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Logits from pooled features: dropout then the linear classifier."""
-        return self.head.fc(self.head.drop(embedding))
+        Unlike timm's ``ClassifierHead.forward``, which applies the dropout *before* it returns the
+        pre-logits, the pre-logits here are taken *before* the dropout (``head.drop``), in train
+        mode too. Two consumers need that: coreset embeddings must be deterministic (a k-center
+        selection on dropped-out features would depend on the dropout draw), and MC-dropout draws
+        its own K masks on these features (:mod:`inas_plugins.heuristics.outputs`) so that the
+        trunk runs once instead of K times. The logits are ``head.fc(head.drop(pooled))`` as in timm.
+        """
+        pooled = self.head.global_pool(x)
+        if pre_logits:
+            return pooled
+        return self.get_classifier()(self.head.drop(pooled))
+
+    def get_classifier(self) -> nn.Linear:
+        """The final linear layer (``head.fc``)."""
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Replace the classifier with a freshly initialised ``nn.Linear`` to ``num_classes`` outputs.
+
+        It is created on the old classifier's device and dtype, in the model's train/eval mode.
+        ``global_pool`` may only be None or ``"avg"``: another pooling (e.g. timm's ``catavgmax``)
+        would change the pre-logits width, which the heuristics rely on being ``num_features``.
+        Unlike timm, ``num_classes=0`` (no classifier) is refused: every consumer here needs logits.
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool {global_pool!r} is not supported; INASResNet pools with 'avg'")
+        self.head.reset(num_classes)
+        self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embed(x))
+        return self.forward_head(self.forward_features(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled penultimate features, taken before the dropout (width ``num_features``): the
+        coreset embedding. See :meth:`forward_head` for why dropout is not applied."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features: dropout then the classifier (the second half of ``forward_head``).
+
+        Kept for the heuristics and the wrapper that still call it (they sample the head only,
+        ``K`` times, on one ``embed`` of the trunk); new code should use ``forward_head``.
+        """
+        return self.get_classifier()(self.head.drop(embedding))
 
     def extra_repr(self) -> str:
         return f"arch={self.arch}, block={self.block}, base_width={self.base_width}"

@@ -3,7 +3,7 @@
 Figures are built on ``matplotlib.figure.Figure`` directly, never through pyplot: no display and no
 global backend switch (Agg renders the PNG), so plotting works on headless machines and does not
 disturb a user's notebook. Matplotlib is imported inside the functions, keeping
-``import inas_plugins`` fast. Every file is written atomically (see :mod:`inas_plugins.results`).
+``import inas_plugins`` fast. Every file is written atomically (see :mod:`inas_plugins.atomic`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
-from .results import arch_text, atomic_write_bytes
+# Not from .results: results draws these plots when it writes a run, so plots must not depend on it.
+from .atomic import atomic_write_bytes
+from .records import arch_text
 from .space import Arch, SearchSpace
 
 if TYPE_CHECKING:  # pragma: no cover

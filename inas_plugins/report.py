@@ -1,10 +1,13 @@
 """Compare runs: group them by configuration, average over seeds, and score the learning curves.
 
-Grouping. Runs belong to one group when their configurations are equal after dropping the keys
-that only say *how* or *where* one run was executed (:data:`RUN_SPECIFIC_KEYS`: the seed, output
-and resume paths, the device, the data directory, worker counts, progress flags). Everything else
--- dataset, heuristic, ``arch``/``search``, preset, widths, budget, schedule, epochs -- is part of the
-group, so only seeds of the same experiment are averaged.
+Grouping. Configurations are read in their flat view (:func:`inas_plugins.config.flat_config`: the
+nested ``train``/``search``/``query`` sections of newer runs under the flat key names of older ones),
+so a run saved in either layout groups with the other. Runs belong to one group when their
+configurations are equal after dropping the keys that only say *how* or *where* one run was
+executed (:data:`RUN_SPECIFIC_KEYS`: the seed, output and resume paths, the device, the data
+directory, worker counts, progress flags). Everything else -- dataset, heuristic,
+``arch``/``search``, preset, widths, budget, schedule, epochs -- is part of the group, so only seeds
+of the same experiment are averaged.
 
 Scores, all with accuracy in [0, 1]:
 
@@ -35,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .results import arch_text, load_results
+from .config import flat_config
+from .records import arch_text
+from .results import load_results
 
 # Keys that differ between repeats of one experiment without changing the experiment.
 RUN_SPECIFIC_KEYS = frozenset({
@@ -156,16 +161,21 @@ class RunSummary:
 
 
 def summarise_run(run_dir: str | os.PathLike, given_as_passive: bool = False) -> RunSummary:
-    """Load ``run_dir`` (a ValueError if it holds no run) and extract its curve."""
+    """Load ``run_dir`` (a ValueError if it holds no run) and extract its curve.
+
+    The configuration is kept in its flat view (:func:`~inas_plugins.config.flat_config`), so runs
+    saved before and after the settings sections existed group, label and print alike.
+    """
     results = load_results(run_dir)
     rounds = sorted(results["rounds"], key=lambda row: row["labelled"])
+    config = flat_config(results["config"])
     return RunSummary(
         run_dir=str(run_dir),
-        config=results["config"],
+        config=config,
         status=results["status"],
         labelled=[row["labelled"] for row in rounds],
         accuracy=[float(row["test_accuracy"]) for row in rounds],
-        fixed_arch=fixed_architecture(results["config"], rounds),
+        fixed_arch=fixed_architecture(config, rounds),
         given_as_passive=given_as_passive,
     )
 
@@ -175,8 +185,9 @@ def fixed_architecture(config: dict, rounds: Sequence[dict] = ()) -> Optional[st
 
     Read from the configuration: ``arch`` set and ``search`` off (or absent). A configuration
     with neither key is judged by its rounds: one architecture throughout and no candidates
-    beyond it means no search took place.
+    beyond it means no search took place. ``config`` may be nested or flat (:func:`flat_config`).
     """
+    config = flat_config(config)
     if "arch" in config or "search" in config:
         search = config.get("search")
         if (search.lower() if isinstance(search, str) else search) not in _SEARCH_OFF:

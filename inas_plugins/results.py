@@ -1,17 +1,21 @@
 """The files of a run directory: results.json (the record), results.csv and two plots, all written atomically.
 
 A run can be interrupted at any moment (Ctrl-C, a killed job), and ``inas run --resume`` and
-``inas report`` read what is left. So every file is written to a temporary file in the same
-directory, flushed to disk and then renamed over the old one: a reader sees either the old
-complete file or the new complete file, never half of one.
+``inas report`` read what is left. So every file is written through :mod:`inas_plugins.atomic`
+(a temporary file in the same directory, flushed to disk and then renamed over the old one): a
+reader sees either the old complete file or the new complete file, never half of one.
 
 results.json::
 
     {"config": {...}, "status": "running" | "complete",
      "rounds": [{"round": r, "labelled": n, "arch": [i, j], "params": p, "depth": d,
                  "test_accuracy": a, "candidates": [{"arch": [i, j], "params": p,
-                 "val_accuracy": v, "seconds": s}, ...],
-                 "search_seconds": s, "train_seconds": s, "query_seconds": s, ...}, ...]}
+                 "val_accuracy": v, "seconds": s, "iteration": t, "epochs": e, "inherited": b}, ...],
+                 "search_seconds": s, "train_seconds": s, "query_seconds": s, "queried": q, ...}, ...]}
+
+One round is :class:`inas_plugins.records.RoundRecord` (its ``to_dict``/``from_dict`` define and
+validate the keys); this module reads and writes the plain dicts, so keys a newer version adds
+pass through untouched.
 
 Matplotlib is imported only when a plot is drawn, so importing this module stays cheap.
 """
@@ -21,11 +25,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Iterable
+
+# atomic_write_* are re-exported: callers (the loop, tests, benchmarks) import them from here.
+from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
+from .plots import plot_architecture_trajectory, plot_learning_curve
+from .records import RoundRecord, arch_text
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -39,80 +46,6 @@ CSV_LEADING_COLUMNS = (
     "round", "labelled", "arch", "params", "depth", "test_accuracy",
     "search_seconds", "train_seconds", "query_seconds",
 )
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers never see a partial file.
-
-    The temporary file lives in the target's directory (``os.replace`` is atomic only within one
-    file system) and is removed again if anything fails before the rename.
-    """
-    path = Path(path)
-    handle, temp_name = _create_temp_file(path)
-    try:
-        with os.fdopen(handle, "wb") as temp_file:
-            temp_file.write(data)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(path.parent)
-
-
-def _create_temp_file(path: Path) -> tuple[int, str]:
-    """A new hidden file next to ``path``; unlike ``tempfile.mkstemp`` (mode 0600) it gets the
-    usual permissions (0666 minus the umask), so the finished file is as readable as any other."""
-    for _ in range(100):
-        temp_name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp_name
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary file next to {path}")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Serialise ``obj`` first (a TypeError leaves the old file untouched), then write it atomically.
-
-    NaN and infinities are refused: they are not JSON and other tools would choke on them. numpy and
-    torch scalars/arrays (anything with ``tolist``) are converted to plain numbers and lists.
-    """
-    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False, default=_plain) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable; not possible on every platform, so best effort."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # --------------------------------------------------------------------------- writing a run
@@ -132,8 +65,6 @@ def write_results(run_dir: str | os.PathLike, config: dict, rounds: list[dict], 
     atomic_write_json(run_dir / RESULTS_JSON, {"config": config, "rounds": rounds, "status": status})
     atomic_write_text(run_dir / RESULTS_CSV, rounds_to_csv(rounds))
 
-    from .plots import plot_architecture_trajectory, plot_learning_curve
-
     title = _run_title(config)
     plot_learning_curve(rounds, run_dir / LEARNING_CURVE_PNG, title=f"Test accuracy - {title}" if title else None)
     plot_architecture_trajectory(rounds, run_dir / ARCHITECTURE_PNG, title=f"Architecture - {title}" if title else None)
@@ -144,13 +75,6 @@ def _run_title(config: dict) -> str:
     if "seed" in config:
         parts.append(f"seed {config['seed']}")
     return ", ".join(parts)
-
-
-def arch_text(arch: Any) -> str:
-    """``[2, 4]`` -> ``"2x4"`` (strings pass through), the way architectures appear in CSV and plots."""
-    if isinstance(arch, (list, tuple)) and len(arch) == 2:
-        return f"{arch[0]}x{arch[1]}"
-    return "" if arch is None else str(arch)
 
 
 def candidates_text(candidates: Iterable[dict]) -> str:
@@ -234,7 +158,7 @@ def _check_results(data: Any, path: Path) -> None:
     for index, row in enumerate(data["rounds"]):
         if not isinstance(row, dict):
             raise malformed(f"round {index} is not an object")
-        for key in ("labelled", "test_accuracy"):
-            value = row.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise malformed(f"round {index} needs a number '{key}', got {value!r}")
+        try:
+            RoundRecord.from_dict(row)  # validation only: the plain dicts are what callers get
+        except ValueError as error:
+            raise malformed(f"round {index} {error}") from None

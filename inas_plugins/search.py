@@ -1,11 +1,12 @@
 """iNAS, the incremental architecture search of the paper (Algorithm 1).
 
-Split the labelled set S at random into S' (training) and V' (validation). Starting from the
+Split the labelled set S at random into S' (training) and V' (validation; read without random
+augmentation where the data source has such a view). Starting from the
 current architecture A, train every candidate of ``space.candidates(A)`` = {A, widen(A), deepen(A)}
 (clipped to the space) on S' with "premature evaluation" -- the trainer's recipe scaled to
 ``premature_fraction`` of its epochs -- and score it on V'. The best candidate becomes the new A
 (ties go to the network with fewer parameters); stop when A does not change or after
-``max_iterations`` iterations (the paper uses one). A candidate is trained at most once per search.
+``options.iterations`` iterations (the paper uses one). A candidate is trained at most once per search.
 
 Two opt-in savings, both off by default:
 
@@ -33,28 +34,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .models import count_parameters
+from .records import CandidateRecord
 from .space import Arch, SearchSpace
 from .training.inherit import inherit_weights as copy_inherited_weights
 from .training.recipe import TrainRecipe
+from .settings import SearchOptions
+from .training.sources import DataSource
 from .training.trainer import Trainer, TrainingRun, derive_seed
-
-
-@dataclass
-class CandidateRecord:
-    """One trained candidate: its architecture, size, validation accuracy and cost."""
-
-    arch: Arch
-    params: int
-    val_accuracy: float
-    seconds: float
-    iteration: int  # the iteration in which it was first trained
-    epochs: int = 0  # premature epochs it was trained for (fewer when successive halving dropped it)
-    inherited: bool = False  # started from a parent's weights
-
-    def to_dict(self) -> dict:
-        return {"arch": self.arch.as_list(), "params": self.params, "val_accuracy": self.val_accuracy,
-                "seconds": self.seconds, "iteration": self.iteration, "epochs": self.epochs,
-                "inherited": self.inherited}
 
 
 @dataclass
@@ -113,12 +99,12 @@ class _Contender:
         self.seconds = setup_seconds
         self.scores: dict[int, float] = {}
 
-    def score_at(self, epochs: int, trainer: Trainer, val_images: Tensor, val_labels: Tensor) -> float:
+    def score_at(self, epochs: int, trainer: Trainer, validation: DataSource) -> float:
         """Validation accuracy after ``epochs`` epochs, training on first if needed."""
         if self.run.epochs_done < epochs:
             began = time.perf_counter()
             self.run.train_until(epochs)
-            self.scores[epochs] = trainer.evaluate(self.model, val_images, val_labels)
+            self.scores[epochs] = trainer.evaluate(self.model, validation)
             self.seconds += time.perf_counter() - began
             return self.scores[epochs]
         # Trained before: use the score of the first rung at or beyond this budget.
@@ -137,43 +123,35 @@ def _ranking_key(contender: _Contender, score: float) -> tuple:
 
 
 def inas_search(
-    images: Tensor,
-    labels: Tensor,
+    data: DataSource,
     start: Arch,
     space: SearchSpace,
     trainer: Trainer,
     model_factory: Callable[[Arch], nn.Module],
     *,
-    max_iterations: int = 1,
-    val_fraction: float = 0.2,
-    premature_fraction: float = 0.25,
+    options: SearchOptions = SearchOptions(),
     seed: int = 0,
-    inherit_weights: bool = False,
-    successive_halving: bool = False,
     parent_model: nn.Module | None = None,
     progress: bool = True,
 ) -> SearchResult:
     """Algorithm 1: grow ``start`` within ``space`` by validation accuracy on a random split of S.
 
-    ``model_factory(arch)`` builds a fresh network; it is called once per candidate, under a seed
-    derived from ``(seed, arch)`` so a candidate's initial weights do not depend on search order.
-    ``parent_model`` is only used when ``inherit_weights`` is on.
+    ``data`` is the labelled set S as a data source (``trainer.source(images, labels)`` for
+    tensors). ``model_factory(arch)`` builds a fresh network; it is called once per candidate,
+    under a seed derived from ``(seed, arch)`` so a candidate's initial weights do not depend on
+    search order. ``parent_model`` is only used when ``options.inherit_weights`` is on.
     """
-    if max_iterations < 1:
-        raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if not 0.0 < premature_fraction <= 1.0:
-        raise ValueError(f"premature_fraction must be in (0, 1], got {premature_fraction}")
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    if not isinstance(options, SearchOptions):
+        raise ValueError(f"options must be SearchOptions, got {type(options).__name__}")
+    data = trainer.source(data)
     current = space.check(start)
     began = time.perf_counter()
 
-    train_index, val_index = split_labelled(images.shape[0], val_fraction, seed)
-    train_images, train_labels = images[train_index], labels[train_index]
-    val_images, val_labels = images[val_index], labels[val_index]
-    recipe: TrainRecipe = trainer.recipe.scaled(premature_fraction)
+    train_index, val_index = split_labelled(len(data), options.val_fraction, seed)
+    train_data = data.subset(train_index)
+    validation = data.subset(val_index).evaluation()
+    recipe: TrainRecipe = trainer.recipe.scaled(options.premature_fraction)
+    inherit_weights, successive_halving = options.inherit_weights, options.successive_halving
     contenders: dict[Arch, _Contender] = {}
     bar = tqdm(desc="iNAS", unit="candidate", total=0, disable=not progress, dynamic_ncols=True)
 
@@ -183,13 +161,13 @@ def inas_search(
             torch.manual_seed(derive_seed(seed, arch.blocks, arch.stacks))
             model = model_factory(arch)
         inherited = inherit_weights and parent is not None and copy_inherited_weights(model, parent).any
-        run = trainer.start(model, train_images, train_labels, recipe=recipe, desc=f"iNAS {arch}",
+        run = trainer.start(model, train_data, recipe=recipe, desc=f"iNAS {arch}",
                             run_seed=derive_seed(trainer.seed, seed, arch.blocks, arch.stacks))
         return _Contender(arch, model, run, iteration, inherited, time.perf_counter() - setup_began)
 
     iterations = 0
     try:
-        for iteration in range(1, max_iterations + 1):
+        for iteration in range(1, options.iterations + 1):
             iterations = iteration
             parent = parent_model if iteration == 1 else contenders[current].model
             pool = []
@@ -205,7 +183,7 @@ def inas_search(
                 scored = []
                 for contender in alive:
                     trained_before = contender.run.epochs_done > 0
-                    scored.append((contender, contender.score_at(epochs, trainer, val_images, val_labels)))
+                    scored.append((contender, contender.score_at(epochs, trainer, validation)))
                     if not trained_before and contender.run.epochs_done > 0:
                         bar.update(1)
                 scored.sort(key=lambda item: _ranking_key(*item))

@@ -1,10 +1,18 @@
 """``INASModelWrapper``: baal's ``ModelWrapper`` with the iNAS search inside ``train_on_dataset``.
 
 A baal script trains with ``wrapper.train_on_dataset(al_dataset)`` and queries through
-``wrapper.predict_on_dataset(pool, iterations)``. This wrapper keeps those calls and their return
-shapes; each ``train_on_dataset`` runs iNAS (paper Algorithm 1) from the current architecture on the
-dataset it is given, then trains the chosen network on all of it, so the architecture can grow at
-every active step. Prediction always uses the current network, ``wrapper.model``.
+``wrapper.predict_on_dataset(pool, iterations)``. This wrapper keeps those calls, their return
+shapes and devices; each ``train_on_dataset`` runs iNAS (paper Algorithm 1) from the current
+architecture on the dataset it is given, then trains the chosen network on all of it, so the
+architecture can grow at every active step. Prediction always uses the current network.
+
+Data is streamed as baal streams it: the user's ``Dataset`` is read through a ``DataLoader`` on every
+epoch of the final training and of every candidate's premature training, so per-sample random
+transforms are drawn anew each epoch and memory is bounded by the batch size. Where the data is only
+scored (the search's V', the training metrics, coreset's labelled embeddings) it is read without
+random augmentation when the dataset says how: baal's ``ActiveLearningDataset(...,
+pool_specifics={"transform": test_transform})`` -- the same attributes baal sets on its pool -- are
+set on a shallow copy of the dataset for the labelled items (see :func:`evaluation_view`).
 
 What is honoured from baal's ``TrainingArgs``: ``batch_size`` (training, prediction and reading the
 dataset), ``epoch`` (epochs of the final training; the search trains candidates for
@@ -13,37 +21,42 @@ optimizer object itself is bound to one network and cannot follow a changing arc
 ``use_cuda``, ``workers``, ``collate_fn`` and ``criterion`` (for the test loss). Training always
 minimises cross-entropy with SGD; ``regularizer`` and ``replicate_in_memory`` do not apply.
 
-Inputs: the dataset's items are read once per call through a DataLoader and stacked. Float images
-are taken as already normalised by the dataset's transforms; uint8 images are normalised with the
-statistics of the training set (see :class:`InputFormat`). Augmentation is off by default because a
-baal user's transforms usually augment already; ``augment=True`` adds the trainer's batched flips,
-shifts and rotations per epoch. ``predict_on_dataset(..., iterations=K)`` with ``K > 1`` samples
-MC dropout in the classifier head only, computing the trunk once per batch.
+Inputs: float images are taken as already normalised by the dataset's transforms; uint8 images are
+normalised with the per-channel statistics of the training set (see :class:`InputFormat`).
+``predict_on_dataset(..., iterations=K)`` with ``K > 1`` is MC-dropout as defined in
+:mod:`inas_plugins.inference`: the trunk runs once per batch and the classifier is sampled K times
+with dropout at ``query.mc_dropout_rate`` (0.5 by default), whatever rate the network trained with.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import numbers
 import uuid
 import warnings
-from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from baal.modelwrapper import ModelWrapper, TrainingArgs
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from .device import memory_format, resolve_device
+from .heuristics.outputs import ModelOutputs, check_needs
+from .inference import MaskSampler, batch_outputs, iterate_outputs, run_model
 from .models import INASResNet, build_inas_resnet
 from .search import inas_search
+from .settings import QueryOptions, SearchOptions
 from .space import Arch, SearchSpace
 from .training import TrainRecipe, Trainer
-from .training.trainer import derive_seed, resolve_device
+from .training.sources import InputFormat, LoaderSource, split_batch
+from .training.trainer import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -55,111 +68,33 @@ STATE_KEYS = frozenset({"arch", "model", "input", "search_history", "rounds", "r
 
 # -- reading a baal user's dataset ----------------------------------------------------------------
 
-def _first(batch: Any) -> Tensor:
-    """The inputs of a collated batch: ``(x, y, ...)`` -> x; a bare tensor is the inputs itself."""
-    return batch[0] if isinstance(batch, (list, tuple)) else batch
+def evaluation_view(dataset: Dataset) -> Dataset:
+    """The items of ``dataset``, in the same order, without random augmentation where it says how.
 
-
-def stack_dataset(dataset: Dataset, *, batch_size: int, workers: int,
-                  collate_fn: Callable = torch.utils.data.default_collate) -> tuple[Tensor, Tensor]:
-    """Every ``(image, label)`` of a torch Dataset as two tensors, read once through a DataLoader.
-
-    The dataset's transforms run here, once per call: random augmentations in them are drawn once per
-    active step, not once per epoch (``augment=True`` adds per-epoch augmentation on the tensors).
+    For baal's ``ActiveLearningDataset`` with ``pool_specifics`` (e.g. ``{"transform": test_transform}``)
+    those attributes are set on a shallow copy of the underlying dataset -- baal sets them on a deep
+    copy for its pool; a shallow one is enough since the attributes are replaced, not mutated, and
+    copies no image data -- restricted to the labelled items. Any other dataset is returned as it is:
+    it is then scored through its own transforms.
     """
-    if len(dataset) == 0:
-        raise ValueError("cannot train on an empty dataset; label some items first "
-                         "(e.g. ActiveLearningDataset.label_randomly)")
-    images, labels = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                            collate_fn=collate_fn):
-        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-            raise ValueError("the training dataset must yield (image, label) pairs")
-        images.append(batch[0])
-        labels.append(torch.as_tensor(batch[1]))
-    return torch.cat(images), torch.cat(labels).long()
+    specifics = getattr(dataset, "pool_specifics", None)
+    inner = getattr(dataset, "_dataset", None)
+    indices = getattr(dataset, "get_indices_for_active_step", None)
+    if not specifics or inner is None or not callable(indices):
+        return dataset
+    view = copy.copy(inner)
+    for attribute, value in specifics.items():
+        if not hasattr(view, attribute):
+            raise ValueError(f"pool_specifics names {attribute!r}, which the dataset {type(inner).__name__} does not have")
+        setattr(view, attribute, value)
+    return Subset(view, list(indices()))
 
 
-@dataclass(frozen=True)
-class InputFormat:
-    """How a dataset's image tensors become network input; it is saved with the network it trained.
-
-    ``"normalised"``: float images that the dataset's transforms already normalised (ToTensor +
-    Normalize) are used as they are. ``"uint8"``: raw 0..255 images are scaled to 0..1 and normalised
-    with the per-channel ``mean``/``std`` of the images the network was trained on.
-    """
-
-    kind: str
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-
-    @staticmethod
-    def _check(images: Tensor) -> None:
-        if not isinstance(images, Tensor) or images.dim() != 4:
-            got = f"shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be tensors (C, H, W) per item, i.e. (N, C, H, W) batches; got {got}")
-        if not (images.dtype == torch.uint8 or images.is_floating_point()):
-            raise ValueError(f"images must be float (already normalised) or uint8 tensors, got {images.dtype}")
-
-    @classmethod
-    def fit(cls, images: Tensor) -> "InputFormat":
-        """The format of a training set: its dtype and, for uint8 images, its channel statistics."""
-        cls._check(images)
-        if images.is_floating_point():
-            return cls("normalised")
-        pixels = images.transpose(0, 1).reshape(images.shape[1], -1).float().div_(255.0)
-        return cls("uint8", tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist()))
-
-    @classmethod
-    def untrained(cls, images: Tensor) -> "InputFormat":
-        """Before any training: floats as they are, uint8 only scaled to 0..1."""
-        cls._check(images)
-        if images.is_floating_point():
-            return cls("normalised")
-        return cls("uint8", (0.0,) * images.shape[1], (1.0,) * images.shape[1])
-
-    def prepare(self, images: Tensor, device: torch.device | str = "cpu") -> Tensor:
-        """Normalised float32 network input on ``device``."""
-        self._check(images)
-        if (self.kind == "uint8") != (images.dtype == torch.uint8):
-            raise ValueError(f"the network was trained on {self.kind} images but got {images.dtype} images; "
-                             "predict on data prepared the same way as the training data")
-        x = images.to(device=device, dtype=torch.float32)
-        if self.kind == "normalised":
-            return x
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x / 255.0 - mean) / std
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "InputFormat":
-        return cls(data["kind"], tuple(data["mean"]), tuple(data["std"]))
-
-
-class PrenormalisedTrainer(Trainer):
-    """A :class:`Trainer` for float images that are already network input (identity normalisation).
-
-    ``Trainer`` keeps uint8 images and normalises each batch itself; what a baal user's dataset
-    hands out is usually already normalised floats, and :class:`InputFormat` turns uint8 images
-    into such floats too, so this trainer takes them as they are.
-    """
-
-    def __init__(self, recipe: TrainRecipe, *, channels: int, **kwargs: Any) -> None:
-        super().__init__(recipe, mean=[0.0] * channels, std=[1.0] * channels, **kwargs)
-
-    def _check_images(self, images: Tensor) -> None:
-        if not isinstance(images, Tensor) or not images.is_floating_point() or images.dim() != 4:
-            got = (f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor)
-                   else type(images).__name__)
-            raise ValueError(f"images must be a float tensor (N, C, H, W), got {got}")
-        if images.shape[1] != self.channels:
-            raise ValueError(f"images have {images.shape[1]} channels but the trainer expects {self.channels}")
-
-    def _normalise(self, batch: Tensor) -> Tensor:
-        return batch.to(device=self.device, dtype=torch.float32, non_blocking=True)
+def fit_input_format(dataset: Dataset, *, batch_size: int, workers: int, collate_fn: Callable) -> InputFormat:
+    """The input format of a training set: float images as they are (decided by the first batch);
+    uint8 images with their channel statistics, from one streamed pass."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_fn)
+    return InputFormat.fit(split_batch(batch)[0] for batch in loader)
 
 
 # -- baal's TrainingArgs -> our recipe ---------------------------------------------------------------
@@ -193,43 +128,22 @@ def recipe_from_args(args: TrainingArgs, recipe: TrainRecipe | None, dataset_siz
     return TrainRecipe.from_dict(values)
 
 
-# -- inference -----------------------------------------------------------------------------------
-
-@contextmanager
-def dropout_enabled(model: nn.Module) -> Iterator[None]:
-    """Switch every dropout layer of an eval-mode ``model`` on (MC dropout), and back off after."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-    states = [m.training for m in layers]
-    for layer in layers:
-        layer.train()
-    try:
-        yield
-    finally:
-        for layer, state in zip(layers, states):
-            layer.train(state)
+def check_iterations(iterations: Any) -> int:
+    """``iterations`` as an int: any positive integer, numpy's included (baal accepts them too)."""
+    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    return int(iterations)
 
 
-def sample_logits(model: nn.Module, x: Tensor, iterations: int) -> Tensor:
-    """Logits ``(batch, classes, iterations)`` of an eval-mode ``model``, baal's layout.
+@dataclass
+class _PoolOutputs:
+    """What the last ``predict_on_dataset`` computed beside the logits, for registered heuristics
+    used through :class:`~inas_plugins.baal_query.BaalQuery` (coreset's embeddings, the
+    deterministic probabilities): no second pass over the pool."""
 
-    One deterministic pass when ``iterations == 1``. Otherwise MC dropout: for networks with
-    ``embed``/``classify`` (an INASResNet, whose only dropout is in the head) the trunk runs once
-    and only the head is sampled; other networks run ``iterations`` full passes with dropout on.
-    """
-    if iterations == 1:
-        return model(x).unsqueeze(-1)
-    with dropout_enabled(model):
-        if hasattr(model, "embed") and hasattr(model, "classify"):
-            embedding = model.embed(x)
-            logits = model.classify(embedding.repeat(iterations, *[1] * (embedding.dim() - 1)))
-            return logits.view(iterations, x.shape[0], *logits.shape[1:]).movedim(0, -1)
-        return torch.stack([model(x) for _ in range(iterations)], dim=-1)
-
-
-def _check_fraction(name: str, value: float, *, closed_right: bool) -> None:
-    ok = 0.0 < value <= 1.0 if closed_right else 0.0 < value < 1.0
-    if not ok:
-        raise ValueError(f"{name} must be in (0, 1{']' if closed_right else ')'}, got {value}")
+    size: int
+    probs: Optional[np.ndarray]
+    embeddings: Optional[Tensor]
 
 
 class INASModelWrapper(ModelWrapper):
@@ -237,9 +151,13 @@ class INASModelWrapper(ModelWrapper):
 
     ``model`` is either the starting network, an :class:`INASResNet` (its architecture, classes,
     channels, width, dropout and block type define the family the search builds), or a factory
-    ``Callable[[Arch], nn.Module]`` together with ``start``. ``search=False`` keeps the architecture
-    fixed (the paper's fixed-architecture baselines). ``search_history`` holds one record per search:
-    ``{"round", "labelled", **SearchResult.to_dict()}``.
+    ``Callable[[Arch], nn.Module]`` together with ``start``. ``search`` takes the search settings
+    (:class:`SearchOptions`; ``True`` for the defaults) or ``False`` to keep the architecture fixed
+    (the paper's fixed-architecture baselines). ``query`` sets MC-dropout's rate
+    (``query.mc_dropout_rate``) for ``predict_on_dataset(..., iterations=K)``. ``recipe`` replaces
+    baal's one-pass epochs by fixed-size, oversampled ones. ``augment=True`` adds the trainer's
+    batched flips, shifts and rotations per batch (off by default: your dataset usually augments).
+    ``search_history`` holds one record per search: ``{"round", "labelled", **SearchResult.to_dict()}``.
 
     ``wrapper.model`` is replaced by every ``train_on_dataset`` call; read it after training.
     """
@@ -251,42 +169,39 @@ class INASModelWrapper(ModelWrapper):
         *,
         space: SearchSpace | None = None,
         start: Arch | None = None,
-        search: bool = True,
+        search: SearchOptions | bool = True,
+        query: QueryOptions | None = None,
         recipe: TrainRecipe | None = None,
-        max_iterations: int = 1,
-        val_fraction: float = 0.2,
-        premature_fraction: float = 0.25,
-        inherit_weights: bool = False,
-        successive_halving: bool = False,
         augment: bool = False,
         flips: bool = True,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
-        if max_iterations < 1:
-            raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
-        _check_fraction("val_fraction", val_fraction, closed_right=False)
-        _check_fraction("premature_fraction", premature_fraction, closed_right=True)
         if recipe is not None and not isinstance(recipe, TrainRecipe):
             raise ValueError(f"recipe must be a TrainRecipe, got {type(recipe).__name__}")
+        if not isinstance(search, (SearchOptions, bool)):
+            raise ValueError(f"search must be SearchOptions(...), True (the defaults) or False (a fixed "
+                             f"architecture), got {type(search).__name__}")
+        if query is not None and not isinstance(query, QueryOptions):
+            raise ValueError(f"query must be QueryOptions(...), got {type(query).__name__}")
         self.seed = int(seed)
         self.space, self.model_factory, arch, network = self._resolve_model(model, space, start)
         super().__init__(network, args)
         self._arch = arch
         self.device = resolve_device("cuda" if args.use_cuda else "cpu")
-        self.search = search
+        self.search_options: SearchOptions | None = (SearchOptions() if search is True else search) or None
+        self.query = query or QueryOptions()
         self.recipe = recipe
-        self.max_iterations = max_iterations
-        self.val_fraction = val_fraction
-        self.premature_fraction = premature_fraction
-        self.inherit_weights = inherit_weights
-        self.successive_halving = successive_halving
         self.augment = augment
         self.flips = flips
         self.progress = progress
         self.search_history: list[dict] = []
         self.rounds = 0  # train_on_dataset calls so far
         self._input: InputFormat | None = None
+        self._labelled: LoaderSource | None = None  # the last training set, for labelled embeddings
+        self._record: frozenset[str] = frozenset()  # extra pool outputs predict_on_dataset keeps
+        self._last_pool: _PoolOutputs | None = None
+        self._predictions = 0  # seeds the MC masks of successive predictions
         self._run_id = uuid.uuid4().hex
         self._warn_about_ignored_args(args)
 
@@ -335,20 +250,40 @@ class INASModelWrapper(ModelWrapper):
         """The architecture of the current network."""
         return self._arch
 
+    @property
+    def search(self) -> bool:
+        """Whether ``train_on_dataset`` searches the architecture (False: a fixed-architecture baseline)."""
+        return self.search_options is not None
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        classes = getattr(self.model, "num_classes", None)
+        if classes is None and hasattr(self.model, "get_classifier"):
+            classes = getattr(self.model.get_classifier(), "out_features", None)
+        return classes
+
     # -- data ------------------------------------------------------------------------------------
 
-    def _loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.args.batch_size, shuffle=False, num_workers=self.args.workers,
-                          collate_fn=self.args.collate_fn)
+    def _loader_kwargs(self) -> dict:
+        return {"workers": self.args.workers, "collate_fn": self.args.collate_fn}
 
-    def _network_input(self, images: Tensor) -> Tensor:
-        fmt = self._input or InputFormat.untrained(images)
-        x = fmt.prepare(images, self.device)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+    def _source(self, dataset: Dataset, *, with_labels: bool = True, evaluation: Dataset | None = None) -> LoaderSource:
+        fmt = self._input or self._untrained_format(dataset)
+        return LoaderSource(dataset, fmt, evaluation_dataset=evaluation, num_classes=self.num_classes,
+                            with_labels=with_labels, **self._loader_kwargs())
 
-    def _make_trainer(self, recipe: TrainRecipe, channels: int, seed: int) -> PrenormalisedTrainer:
-        return PrenormalisedTrainer(recipe, channels=channels, augment=self.augment, flips=self.flips,
-                                    device=self.device, seed=seed, progress=self.progress)
+    def _untrained_format(self, dataset: Dataset) -> InputFormat:
+        """Before any training: floats as they are, uint8 only scaled to 0..1."""
+        first = next(iter(DataLoader(dataset, batch_size=1, collate_fn=self.args.collate_fn)), None)
+        images = split_batch(first, with_labels=False)[0] if first is not None else torch.zeros(1, 1, 1, 1)
+        if images.dtype == torch.uint8:
+            return InputFormat.uint8((0.0,) * images.shape[1], (1.0,) * images.shape[1])
+        return InputFormat.normalised()
+
+    def _network_input(self, data: Tensor) -> Tensor:
+        fmt = self._input or (InputFormat.uint8((0.0,) * data.shape[1], (1.0,) * data.shape[1])
+                              if data.dtype == torch.uint8 else InputFormat.normalised())
+        return fmt.prepare(data, self.device).contiguous(memory_format=memory_format(self.device))
 
     # -- training --------------------------------------------------------------------------------
 
@@ -356,39 +291,42 @@ class INASModelWrapper(ModelWrapper):
         """Search from the current architecture on ``dataset``, then train the winner on all of it.
 
         Returns the training loss after each epoch of the final training (baal's history). The
-        ``train_*`` metrics are measured on ``dataset`` after training, in eval mode.
+        ``train_*`` metrics are measured on ``dataset`` after training, in eval mode, without random
+        augmentation where the dataset allows it.
         """
         size = len(dataset)
+        if size == 0:
+            raise ValueError("cannot train on an empty labelled set; label some items first "
+                             "(e.g. ActiveLearningDataset.label_randomly(100))")
         self.set_dataset_size(size)
-        raw_images, labels = stack_dataset(dataset, batch_size=self.args.batch_size, workers=self.args.workers,
-                                           collate_fn=self.args.collate_fn)
-        fmt = InputFormat.fit(raw_images)
-        images = fmt.prepare(raw_images)
+        evaluation = evaluation_view(dataset)
+        fmt = fit_input_format(evaluation, batch_size=self.args.batch_size, **self._loader_kwargs())
+        source = LoaderSource(dataset, fmt, evaluation_dataset=evaluation, num_classes=self.num_classes,
+                              **self._loader_kwargs())
         round_index = self.rounds
         recipe = recipe_from_args(self.args, self.recipe, size)
-        trainer = self._make_trainer(recipe, images.shape[1], derive_seed(self.seed, round_index))
+        trainer = Trainer(recipe, augment=self.augment, flips=self.flips, device=self.device,
+                          seed=derive_seed(self.seed, round_index), progress=self.progress)
 
         arch = self._arch
-        if self.search:
-            result = inas_search(
-                images, labels, arch, self.space, trainer, self.model_factory,
-                max_iterations=self.max_iterations, val_fraction=self.val_fraction,
-                premature_fraction=self.premature_fraction, seed=derive_seed(self.seed, round_index, 1),
-                inherit_weights=self.inherit_weights, successive_halving=self.successive_halving,
-                parent_model=self.model if self.inherit_weights else None, progress=self.progress,
-            )
+        if self.search_options is not None:
+            result = inas_search(source, arch, self.space, trainer, self.model_factory, options=self.search_options,
+                                 seed=derive_seed(self.seed, round_index, 1),
+                                 parent_model=self.model if self.search_options.inherit_weights else None,
+                                 progress=self.progress)
             arch = result.arch
             self.search_history.append({"round": round_index, "labelled": size, **result.to_dict()})
             logger.info("round %d: iNAS chose %s from %s on %d samples", round_index, arch, self._arch, size)
 
         model = self._build(self.model_factory, arch, derive_seed(self.seed, round_index, 2))
-        run = trainer.start(model, images, labels, desc=f"train {arch}")
+        run = trainer.start(model, source, desc=f"train {arch}")
         history = [run.train_until(epoch).final_loss for epoch in range(1, recipe.epochs + 1)]
         self.model, self._arch, self._input = model, arch, fmt
+        self._labelled, self._last_pool = source, None
         self.rounds += 1
 
         self._reset_metrics("train")
-        self._update_metrics_in_batches(trainer.predict_logits(model, images), labels, "train")
+        self._update_metrics_over(source.evaluation(), "train")
         self.active_step(size, self.get_metrics("train"))
         return history
 
@@ -400,22 +338,24 @@ class INASModelWrapper(ModelWrapper):
     def _criterion(self) -> Callable[[Tensor, Tensor], Tensor]:
         return self.args.criterion or nn.functional.cross_entropy
 
-    def _update_metrics_in_batches(self, logits: Tensor, labels: Tensor, filter: str) -> None:
+    def _update_metrics_over(self, source: LoaderSource, filter: str, iterations: int = 1) -> None:
         """Feed baal's metrics batch by batch, as ModelWrapper does, so their averages match."""
         criterion = self._criterion()
-        for start in range(0, logits.shape[0], self.args.batch_size):
-            out, target = logits[start:start + self.args.batch_size], labels[start:start + self.args.batch_size]
-            self._update_metrics(out, target, criterion(out, target), filter=filter)
+        self.model.to(self.device)
+        wants = {"logits"} if iterations == 1 else {"mc_logits"}
+        batches = source.batches(self.device, batch_size=self.args.batch_size)
+        for outputs, target in iterate_outputs(self.model, batches, wants, mc_samples=iterations,
+                                               mc_dropout_rate=self.query.mc_dropout_rate, seed=self._next_seed()):
+            logits = outputs["logits"] if iterations == 1 else outputs["mc_logits"].mean(-1)
+            self._update_metrics(logits, target, criterion(logits, target), filter=filter)
 
     def test_on_dataset(self, dataset: Dataset, average_predictions: int = 1) -> float:
         """Test loss of the current network (logits averaged over ``average_predictions`` MC samples)."""
+        iterations = check_iterations(average_predictions)
         self.eval()
         self._reset_metrics("test")
-        criterion = self._criterion()
-        for batch in self._loader(dataset):
-            data, target = batch[0], torch.as_tensor(batch[1]).long()
-            logits = self.predict_on_batch(data, iterations=average_predictions).mean(-1)
-            self._update_metrics(logits, target, criterion(logits, target), filter="test")
+        if len(dataset):
+            self._update_metrics_over(self._source(dataset), "test", iterations)
         metrics = self.get_metrics("test")
         self.active_step(None, metrics)
         return metrics["test_loss"]
@@ -436,33 +376,121 @@ class INASModelWrapper(ModelWrapper):
 
     # -- prediction ------------------------------------------------------------------------------
 
+    def _next_seed(self) -> int:
+        self._predictions += 1
+        return derive_seed(self.seed, self.rounds, 4, self._predictions)
+
     def predict_on_batch(self, data: Tensor, iterations: int = 1) -> Tensor:
-        """Logits ``(batch, classes, iterations)`` on the CPU; MC dropout when ``iterations > 1``."""
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+        """Logits ``(batch, classes, iterations)`` on the model's device; MC dropout when ``iterations > 1``."""
+        iterations = check_iterations(iterations)
         model = self.model.to(self.device)
         model.eval()
-        with torch.no_grad(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-            logits = sample_logits(model, self._network_input(data), iterations)
-        return logits.float().cpu()
+        wants = frozenset({"logits"} if iterations == 1 else {"mc_logits"})
+        with torch.no_grad():
+            outputs = batch_outputs(model, self._network_input(data), wants, mc_samples=iterations,
+                                    mc_dropout_rate=self.query.mc_dropout_rate,
+                                    masks=MaskSampler(self._next_seed(), self.device))
+        return outputs["logits"].unsqueeze(-1) if iterations == 1 else outputs["mc_logits"]
 
-    def predict_on_dataset_generator(self, dataset: Dataset, iterations: int, half: bool = False,
+    def predict_on_dataset_generator(self, dataset: Dataset, iterations: int = 1, half: bool = False,
                                      verbose: bool = True) -> Iterator[np.ndarray]:
-        """Yield ``[batch, classes, iterations]`` logit arrays batch by batch, like baal."""
-        self.eval()
-        loader = self._loader(dataset)
-        for batch in tqdm(loader, desc="predict", disable=not (verbose and self.progress), leave=False):
-            logits = self.predict_on_batch(_first(batch), iterations)
-            yield (logits.half() if half else logits).numpy()
+        """Yield ``[batch, classes, iterations]`` logit arrays batch by batch, like baal.
 
-    def predict_on_dataset(self, dataset: Dataset, iterations: int, half: bool = False,
+        When a :class:`~inas_plugins.baal_query.BaalQuery` asked for them, the deterministic
+        probabilities and the embeddings of the same pass are kept for it (no second pass).
+        """
+        iterations = check_iterations(iterations)
+        self.eval()
+        self.model.to(self.device)
+        wants = {"logits"} if iterations == 1 else {"mc_logits"}
+        if "probs" in self._record:
+            wants.add("logits")
+        if "embeddings" in self._record:
+            wants.add("embeddings")
+        kept: dict[str, list] = {"logits": [], "embeddings": []}
+        self._last_pool = None
+        source = self._source(dataset, with_labels=False)
+        batches = source.batches(self.device, batch_size=self.args.batch_size)
+        total = -(-len(dataset) // self.args.batch_size)
+        outputs_iter = iterate_outputs(self.model, batches, wants, mc_samples=iterations,
+                                       mc_dropout_rate=self.query.mc_dropout_rate, seed=self._next_seed())
+        for outputs, _ in tqdm(outputs_iter, total=total, desc="predict", disable=not (verbose and self.progress),
+                               leave=False):
+            logits = outputs["logits"].unsqueeze(-1) if iterations == 1 else outputs["mc_logits"]
+            if "probs" in self._record:
+                kept["logits"].append(outputs["logits"].cpu())
+            if "embeddings" in self._record:
+                kept["embeddings"].append(outputs["embeddings"])
+            yield (logits.half() if half else logits).cpu().numpy()
+        self._last_pool = _PoolOutputs(
+            size=len(dataset),
+            probs=torch.softmax(torch.cat(kept["logits"]), dim=1).numpy() if kept["logits"] else None,
+            embeddings=torch.cat(kept["embeddings"]) if kept["embeddings"] else None,
+        )
+
+    def predict_on_dataset(self, dataset: Dataset, iterations: int = 1, half: bool = False,
                            verbose: bool = True) -> np.ndarray:
         """Logits ``[n, classes, iterations]`` for every item of ``dataset`` (baal's heuristics softmax them)."""
         predictions = list(self.predict_on_dataset_generator(dataset, iterations, half=half, verbose=verbose))
         if not predictions:
-            classes = getattr(self.model, "num_classes", 0)
-            return np.zeros((0, classes, iterations), dtype=np.float16 if half else np.float32)
+            return np.zeros((0, self.num_classes or 0, check_iterations(iterations)),
+                            dtype=np.float16 if half else np.float32)
         return np.vstack(predictions)
+
+    # -- registered heuristics in baal's loop ----------------------------------------------------
+
+    def record_for_query(self, needs: frozenset[str]) -> None:
+        """Keep what ``needs`` asks for from each ``predict_on_dataset`` pass (see :class:`BaalQuery`)."""
+        self._record = self._record | check_needs(needs)
+
+    def query_outputs(self, predictions: np.ndarray, needs: frozenset[str], heuristic: str) -> ModelOutputs:
+        """The :class:`ModelOutputs` a registered heuristic needs, for the pool baal just predicted on.
+
+        ``predictions`` is what baal hands its heuristic (``predict_on_dataset``'s logits); the
+        deterministic probabilities and pool embeddings come from the same pass, the labelled
+        embeddings from the set the network was last trained on (baal's labelled set until the
+        next query), read without random augmentation.
+        """
+        predictions = np.asarray(predictions)
+        if predictions.ndim != 3:
+            raise ValueError(f"heuristic {heuristic!r} expects predict_on_dataset's [n, classes, iterations] output, "
+                             f"got shape {predictions.shape}")
+        size = predictions.shape[0]
+        outputs = ModelOutputs(n_pool=size)
+        if "mc_probs" in needs:
+            if predictions.shape[2] < 2:
+                raise ValueError(f"heuristic {heuristic!r} needs MC-dropout samples: predict with iterations > 1, "
+                                 "e.g. ActiveLearningLoop(..., iterations=20) or ActiveLearningExperiment(..., "
+                                 "iterations=20)")
+            outputs.mc_probs = torch.softmax(torch.from_numpy(predictions).float(), dim=1).numpy()
+        recorded = self._last_pool if self._last_pool is not None and self._last_pool.size == size else None
+        if "probs" in needs:
+            if recorded is not None and recorded.probs is not None:
+                outputs.probs = recorded.probs
+            elif predictions.shape[2] == 1:
+                outputs.probs = torch.softmax(torch.from_numpy(predictions[..., 0]).float(), dim=1).numpy()
+            else:
+                raise ValueError(f"heuristic {heuristic!r} needs the deterministic predictions of the pool; make it "
+                                 "with wrapper.heuristic(...) before predicting so they are kept")
+        if "embeddings" in needs:
+            if recorded is None or recorded.embeddings is None:
+                raise ValueError(f"heuristic {heuristic!r} needs pool embeddings from the last predict_on_dataset "
+                                 "call; make it with wrapper.heuristic(...) before predicting on the pool")
+            if self._labelled is None:
+                raise ValueError(f"heuristic {heuristic!r} needs the labelled set's embeddings: train first")
+            outputs.pool_embeddings = recorded.embeddings
+            outputs.labelled_embeddings = run_model(
+                self.model.to(self.device), self._labelled.evaluation().batches(self.device,
+                                                                                batch_size=self.args.batch_size),
+                {"embeddings"})["embeddings"]
+        return outputs
+
+    def heuristic(self, name: str, query_size: int, *, seed: int | None = None, **kwargs: Any):
+        """Any registered heuristic (``inas heuristics``) as a baal ``AbstractHeuristic`` bound to this
+        wrapper, for baal's ``ActiveLearningLoop`` and ``ActiveLearningExperiment``."""
+        from .baal_query import BaalQuery
+
+        return BaalQuery(name, self, query_size=query_size, seed=self.seed if seed is None else seed, **kwargs)
 
     # -- persistence -----------------------------------------------------------------------------
 

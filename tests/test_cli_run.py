@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
+import types
 
 import pytest
 from typer.testing import CliRunner
@@ -26,6 +28,7 @@ def test_run_end_to_end_writes_a_loadable_run(tmp_path) -> None:
     assert "device: cpu" in result.output and "round  1" in result.output
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"] == "synthetic" and config["budget"] == 40 and config["preset"] == "quick"
+    assert config["train"]["epochs"] == 1 and config["query"]["heuristic"] == "softmax_response"
     results = json.loads((out / "results.json").read_text())
     assert [r["labelled"] for r in results["rounds"]] == [20, 40]
 
@@ -44,6 +47,9 @@ def test_run_end_to_end_writes_a_loadable_run(tmp_path) -> None:
         (["--query-size", "5", "--schedule", "0:5"], "either --query-size or --schedule"),
         (["--preset", "huge"], "unknown preset 'huge'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--premature-fraction", "1.5"], "premature_fraction must be in (0, 1]"),
+        (["--mc-samples", "0"], "mc_samples must be a positive integer"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, args, message) -> None:
@@ -54,6 +60,40 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, args, message) -> Non
     assert message in result.output, result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_every_option_reaches_its_setting_and_the_configuration_line_is_nested(tmp_path, monkeypatch) -> None:
+    """The flag table's wiring, with the active loop replaced so only the command line is exercised."""
+    started = []
+
+    class FakeRun:
+        def __init__(self, config, data, run_dir, progress, log) -> None:
+            started.append(config)
+
+        def run(self, resume: bool = False) -> list:
+            return [{"labelled": 40, "arch": [1, 1], "test_accuracy": 0.5}]
+
+    fake_loop = types.ModuleType("inas_plugins.loop")
+    fake_loop.ActiveRun = FakeRun
+    monkeypatch.setitem(sys.modules, "inas_plugins.loop", fake_loop)
+    result = invoke("run", "--dataset", "synthetic", "--initial", "20", "--schedule", "0:10,30:5", "--budget", "40",
+                    "--epochs", "3", "--epoch-size", "64", "--batch-size", "16", "--lr", "0.05", "--base-width", "4",
+                    "--max-blocks", "2", "--max-stacks", "3", "--start-arch", "1x2", "--search-iterations", "2",
+                    "--premature-fraction", "0.5", "--inherit-weights", "--successive-halving", "--no-augment",
+                    "--heuristic", "random", "--mc-samples", "7", "--pool-subset", "30", "--limit-test", "50",
+                    "--seed", "5", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    config, = started
+    assert (config.train.epochs, config.train.epoch_size, config.train.batch_size, config.train.lr) == (3, 64, 16, 0.05)
+    assert (config.search.iterations, config.search.premature_fraction) == (2, 0.5)
+    assert config.search.inherit_weights and config.search.successive_halving
+    assert (config.query.heuristic, config.query.mc_samples, config.query.pool_subset) == ("random", 7, 30)
+    assert (config.base_width, config.max_blocks, config.max_stacks, config.start_arch) == (4, 2, 3, "1x2")
+    assert (config.augment, config.limit_test, config.seed, config.device) == (False, 50, 5, "cpu")
+    assert config.query_schedule == [[0, 10], [30, 5]] and config.uses_search
+    line, = [line for line in result.output.splitlines() if line.startswith("configuration: ")]
+    printed = json.loads(line[len("configuration: "):])
+    assert printed == config.to_dict() and printed["train"]["epochs"] == 3 and "epochs" not in printed
 
 
 def test_folder_dataset_without_data_dir_names_the_flag(tmp_path) -> None:

@@ -67,10 +67,8 @@ def test_pool_subset_picks_are_mapped_back_to_pool_and_oracle_indices(synthetic)
     al_dataset.label_randomly(40)
     pool_before = al_dataset.pool_indices()
     model = run.build_model(config.space.smallest)
-    trainer = run.make_trainer(seed=0)
-
     rng = np.random.default_rng(7)
-    picks = select_from_pool(FirstPositions(), model, trainer, synthetic, al_dataset, 5, config, rng, progress=False)
+    picks = select_from_pool(FirstPositions(), model, run.train_data, al_dataset, 5, config, rng, progress=False)
     subset = np.sort(np.random.default_rng(7).choice(len(pool_before), size=30, replace=False))
     np.testing.assert_array_equal(picks, subset[:5])  # subset positions -> pool positions
     assert picks.max() >= 5  # a naive implementation would label pool items 0..4
@@ -150,5 +148,6 @@ def test_each_query_function_labels_distinct_new_pool_points(tmp_path, synthetic
     run = ActiveRun(config, synthetic, tmp_path, progress=False, log=lambda _: None)
     rounds = run.run()
     assert [r["labelled"] for r in rounds] == [24, 40]
-    assert rounds[0]["queried"] == 16 and rounds[0]["query_seconds"] > 0
+    assert rounds[0]["queried"] == 16
+    assert rounds[0]["query_seconds"] > 0 or heuristic == "random"  # random needs no pass: well under 1 ms
     assert int((load_checkpoint(tmp_path).labelled_map > 0).sum()) == 40

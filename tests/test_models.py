@@ -82,3 +82,89 @@ def test_invalid_constructor_arguments_are_rejected() -> None:
         build_inas_resnet(Arch(1, 1), block="dense")
     with pytest.raises(ValueError, match="drop_rate"):
         build_inas_resnet(Arch(1, 1), drop_rate=1.5)
+
+
+# --------------------------------------------------------------------------- timm's model interface
+
+
+def test_forward_is_forward_head_of_forward_features_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    model = build_inas_resnet(Arch(2, 2), num_classes=6, base_width=4, drop_rate=0.5).eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.shape == (3, model.num_features, 4, 4)
+        assert torch.equal(model(x), model.forward_head(features))
+        logits = model.get_classifier()(features.mean(dim=(2, 3)))  # avg pool then the Linear, no dropout at eval
+        assert torch.allclose(model(x), logits, atol=1e-6)
+
+
+def test_pre_logits_are_the_pooled_features_of_width_num_features() -> None:
+    model = build_inas_resnet(Arch(1, 3), num_classes=4, base_width=4).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pre_logits = model.forward_head(features, pre_logits=True)
+        assert pre_logits.shape == (2, model.num_features) == (2, 16)
+        assert torch.allclose(pre_logits, features.mean(dim=(2, 3)), atol=1e-6)
+        assert torch.equal(model.embed(x), pre_logits)
+        assert torch.equal(model.classify(pre_logits), model(x))  # the legacy split agrees with forward
+
+
+def test_get_classifier_is_the_linear_layer_forward_uses() -> None:
+    model = build_inas_resnet(Arch(1, 1), num_classes=5, base_width=4).eval()
+    classifier = model.get_classifier()
+    assert isinstance(classifier, nn.Linear) and classifier is model.head.fc
+    assert (classifier.in_features, classifier.out_features) == (model.num_features, 5)
+    with torch.no_grad():
+        classifier.weight.zero_()
+        classifier.bias.fill_(3.0)
+        assert torch.equal(model(torch.randn(2, 3, 8, 8)), torch.full((2, 5), 3.0))
+
+
+def test_reset_classifier_changes_the_output_width_and_still_trains() -> None:
+    torch.manual_seed(0)
+    model = build_inas_resnet(Arch(1, 2), num_classes=10, base_width=4, drop_rate=0.2)
+    old = model.get_classifier()
+    model.reset_classifier(3)
+    new = model.get_classifier()
+    assert new is not old and isinstance(new, nn.Linear)
+    assert (new.in_features, new.out_features, model.num_classes) == (model.num_features, 3, 3)
+    assert new in list(model.modules())  # registered, so it is in parameters() and state_dict()
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 3, (8,))
+    assert model(x).shape == (8, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = new.weight.detach().clone()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    assert new.weight.grad is not None and not torch.equal(new.weight.detach(), before)
+    model.reset_classifier(4, global_pool="avg")
+    assert model.eval()(x).shape == (8, 4)
+    with pytest.raises(ValueError, match="num_classes"):
+        model.reset_classifier(0)
+    with pytest.raises(ValueError, match="global_pool"):
+        model.reset_classifier(4, global_pool="max")
+
+
+def test_pre_logits_in_train_mode_skip_the_dropout_but_logits_do_not() -> None:
+    torch.manual_seed(0)
+    model = build_inas_resnet(Arch(1, 2), num_classes=10, base_width=8, drop_rate=0.5).train()
+    with torch.no_grad():
+        features = model.eval().forward_features(torch.randn(4, 3, 16, 16))  # fixed BN statistics
+        model.train()
+        first = model.forward_head(features, pre_logits=True)
+        second = model.forward_head(features, pre_logits=True)
+        assert torch.equal(first, second)
+        assert torch.equal(first, model.head.global_pool(features))
+        # The logits do go through the dropout in train mode (timm's order: pool, drop, fc).
+        assert not torch.equal(model.forward_head(features), model.forward_head(features))
+
+
+def test_timm_create_model_gives_the_timm_interface() -> None:
+    model = timm.create_model("inas_resnet_i1_j2", num_classes=7, base_width=4).eval()
+    assert isinstance(model, INASResNet) and model.arch == Arch(1, 2)
+    assert model.get_classifier().out_features == 7
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), model.forward_head(model.forward_features(x)))

@@ -143,6 +143,40 @@ def test_in_an_ablation_only_the_groups_that_change_a_setting_show_it(tmp_path):
                                                  "digits softmax_response iNAS epochs=5"]
 
 
+def test_an_old_flat_run_and_a_new_nested_run_of_one_config_form_one_group(tmp_path):
+    from inas_plugins.config import RunConfig, flat_config, resolve_config
+
+    def write(path, config, accuracies, rounds_arch=(1, 1)):
+        path.mkdir(parents=True)
+        rounds = [{"round": r, "labelled": n, "arch": list(rounds_arch), "params": 1000, "depth": 4,
+                   "test_accuracy": a, "candidates": [], "search_seconds": 0.1, "train_seconds": 0.2,
+                   "query_seconds": 0.01} for r, (n, a) in enumerate(zip((50, 200, 350), accuracies))]
+        atomic_write_json(path / "results.json", {"config": config, "rounds": rounds, "status": "complete"})
+        return path
+
+    new = resolve_config({"dataset": "synthetic", "seed": 1}, preset="quick").to_dict()
+    assert "train" in new and "epochs" not in new
+    old = flat_config({**new, "seed": 0})  # the flat layout written before the sections existed
+    assert "epochs" in old and "train" not in old and RunConfig.from_dict(old).to_dict() == {**new, "seed": 0}
+    fixed_new = resolve_config({"dataset": "synthetic", "arch": "1x2", "seed": 0}, preset="quick").to_dict()
+    fixed_old = flat_config({**fixed_new, "seed": 1})
+    changed = resolve_config({"dataset": "synthetic", "epochs": 5}, preset="quick").to_dict()
+    groups = build_report([write(tmp_path / "old", old, [0.5, 0.6, 0.7]),
+                           write(tmp_path / "new", new, [0.7, 0.8, 0.9]),
+                           write(tmp_path / "fixed-new", fixed_new, [0.6] * 3, (1, 2)),
+                           write(tmp_path / "fixed-old", fixed_old, [0.6] * 3, (1, 2)),
+                           write(tmp_path / "e5", changed, [0.6] * 3)])
+    assert [len(group.runs) for group in groups] == [2, 2, 1]
+    inas, fixed, epochs5 = groups
+    assert inas.mean_accuracy == pytest.approx([0.6, 0.7, 0.8])
+    assert (inas.fixed_arch, fixed.fixed_arch) == (None, "1x2")
+    # Labels and the group's config use the old flat key names, whatever the layout on disk.
+    assert [group.label for group in groups] == ["synthetic softmax_response iNAS",
+                                                 "synthetic softmax_response fixed 1x2",
+                                                 "synthetic softmax_response iNAS epochs=5"]
+    assert inas.config["epochs"] == 20 and inas.config["search_iterations"] == 1 and "train" not in inas.config
+
+
 def test_groups_that_differ_in_other_settings_get_those_settings_in_their_labels(tmp_path):
     groups = build_report([make_run(tmp_path / "e2", [0.5, 0.6, 0.7], epochs=2),
                            make_run(tmp_path / "e5", [0.6, 0.7, 0.8], epochs=5)])

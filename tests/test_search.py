@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from inas_plugins.models import build_inas_resnet, count_parameters
+from inas_plugins.settings import SearchOptions
 from inas_plugins.search import halving_rungs, inas_search, split_labelled
 from inas_plugins.space import Arch, SearchSpace, deepen, widen
 from inas_plugins.training import Trainer, TrainRecipe, inherit_weights
@@ -43,7 +44,7 @@ def scripted(trainer: Trainer, monkeypatch, score_of) -> list[Arch]:
     """Replace validation by ``score_of(arch)``; returns the list of evaluated architectures."""
     evaluated: list[Arch] = []
 
-    def evaluate(model, images, labels):
+    def evaluate(model, data, labels=None):
         evaluated.append(model.arch)
         return score_of(model.arch)
 
@@ -51,9 +52,17 @@ def scripted(trainer: Trainer, monkeypatch, score_of) -> list[Arch]:
     return evaluated
 
 
+_OPTION_NAMES = {"max_iterations": "iterations", "val_fraction": "val_fraction",
+                 "premature_fraction": "premature_fraction", "inherit_weights": "inherit_weights",
+                 "successive_halving": "successive_halving"}
+
+
 def search(trainer, factory, start, space=SearchSpace(), **kwargs):
+    """inas_search on the separable set; search options may be given as keywords."""
     images, labels = separable_set()
-    return inas_search(images, labels, start, space, trainer, factory, progress=False, **kwargs)
+    options = SearchOptions(**{_OPTION_NAMES[k]: kwargs.pop(k) for k in list(kwargs) if k in _OPTION_NAMES})
+    return inas_search(trainer.source(images, labels), start, space, trainer, factory, options=options,
+                       progress=False, **kwargs)
 
 
 def test_real_search_records_are_complete():

@@ -182,8 +182,10 @@ def test_inference_helpers_shapes_modes_and_normalisation():
 def test_bad_inputs_raise_clear_errors():
     trainer = make_trainer()
     images, labels = separable_set(10)
-    with pytest.raises(ValueError, match="uint8"):
-        trainer.fit(tiny_model(), images.float(), labels)
+    with pytest.raises(ValueError, match="float .already normalised. or uint8"):
+        trainer.fit(tiny_model(), images.to(torch.int32), labels)
+    with pytest.raises(ValueError, match="not a class index"):
+        trainer.fit(tiny_model(), images, labels + 10)
     with pytest.raises(ValueError, match="channels"):
         trainer.fit(tiny_model(), images[:, :1], labels)
     with pytest.raises(ValueError, match="one label per image"):

@@ -22,6 +22,7 @@ from inas_plugins.models import build_inas_resnet
 from inas_plugins.search import SearchResult
 from inas_plugins.space import Arch, SearchSpace, deepen
 from inas_plugins.training import TrainRecipe
+from inas_plugins.settings import QueryOptions, SearchOptions
 from inas_plugins.wrapper import INASModelWrapper, recipe_from_args
 
 CLASSES = 3
@@ -54,23 +55,13 @@ def forced_growth(monkeypatch):
     """Replace the search by one that always deepens (within the space), recording where it started."""
     starts: list[Arch] = []
 
-    def fake_search(images, labels, start, space, trainer, model_factory, **kwargs):
+    def fake_search(data, start, space, trainer, model_factory, **kwargs):
         starts.append(start)
         chosen = deepen(start) if deepen(start) in space else start
         return SearchResult(arch=chosen, candidates=[], iterations=1, seconds=0.0)
 
     monkeypatch.setattr(wrapper_module, "inas_search", fake_search)
     return starts
-
-
-def test_is_a_baal_model_wrapper_with_its_methods() -> None:
-    wrapper = make_wrapper()
-    assert isinstance(wrapper, ModelWrapper)  # what ActiveLearningExperiment accepts
-    for name in ("train_on_dataset", "test_on_dataset", "predict_on_dataset", "predict_on_dataset_generator",
-                 "add_metric", "get_metrics", "state_dict", "load_state_dict", "reset_fcs", "reset_all",
-                 "get_params", "set_dataset_size", "train_and_test_on_datasets"):
-        assert callable(getattr(wrapper, name))
-    assert wrapper.arch == Arch(1, 1) and wrapper.model.arch == Arch(1, 1)
 
 
 def test_runs_the_search_inside_baal_active_learning_loop() -> None:
@@ -122,10 +113,20 @@ def test_mc_dropout_samples_the_head_and_iterations_one_is_deterministic() -> No
     assert samples.std(axis=-1).mean() > 1e-3  # dropout 0.5 makes the samples differ
     assert wrapper.predict_on_dataset(dataset, iterations=2, half=True).dtype == np.float16
 
+    # A network trained without dropout is sampled at the query's rate (0.5), never K identical samples.
     no_dropout = make_wrapper(search=False, epoch=1, drop_rate=0.0)
     no_dropout.train_on_dataset(dataset)
-    deterministic = no_dropout.predict_on_dataset(dataset, iterations=4)
-    np.testing.assert_allclose(deterministic, np.repeat(deterministic[:, :, :1], 4, axis=-1), atol=1e-6)
+    sampled = no_dropout.predict_on_dataset(dataset, iterations=np.int64(4))  # numpy integers, as baal allows
+    assert sampled.shape == (40, CLASSES, 4) and sampled.std(axis=-1).mean() > 1e-3
+    # MC samples centre on the deterministic prediction (inverted dropout keeps the expectation).
+    many = no_dropout.predict_on_dataset(dataset, iterations=400)
+    probs = torch.softmax(torch.from_numpy(many), dim=1).mean(-1).argmax(1)
+    agreement = (probs == torch.from_numpy(no_dropout.predict_on_dataset(dataset, 1)[:, :, 0]).argmax(1)).float()
+    assert agreement.mean() > 0.8
+    with pytest.raises(ValueError, match="identical"):
+        make_wrapper(search=False, query=QueryOptions(mc_dropout_rate=0.0)).predict_on_dataset(dataset, 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        wrapper.predict_on_dataset(dataset, iterations=0)
 
 
 def test_metrics_via_add_metric_and_get_metrics() -> None:
@@ -234,7 +235,9 @@ def test_bad_constructor_input_names_the_problem() -> None:
     with pytest.raises(ValueError, match="outside the search space"):
         make_wrapper(start=Arch(3, 1))
     with pytest.raises(ValueError, match="val_fraction"):
-        make_wrapper(val_fraction=1.0)
+        make_wrapper(search=SearchOptions(val_fraction=1.0))
+    with pytest.raises(ValueError, match="SearchOptions"):
+        make_wrapper(search="yes")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         factory_wrapper = INASModelWrapper(

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from ..atomic import atomic_open
 from .base import DatasetError
 
 CACHE_VERSION = 1
@@ -52,12 +53,10 @@ def load(cache_dir: str | Path, key: str) -> dict[str, torch.Tensor] | None:
 def save(cache_dir: str | Path, key: str, tensors: dict[str, torch.Tensor]) -> Path:
     """Write the tensors atomically; DatasetError (one line) when the cache directory is not writable."""
     path = cache_path(cache_dir, key)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: tensors[k] for k in CACHED_KEYS}, temporary)
-        temporary.replace(path)
+        with atomic_open(path) as handle:  # streamed: the cache can be large, no second copy in memory
+            torch.save({k: tensors[k] for k in CACHED_KEYS}, handle)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise DatasetError(f"cannot write the dataset cache {path}: {error.strerror or error}") from error
     return path

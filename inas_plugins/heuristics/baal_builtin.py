@@ -15,8 +15,7 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,57 +23,14 @@ from baal.active.heuristics import (BALD, AbstractHeuristic, BatchBALD, Certaint
                                     Variance)
 from baal.active.heuristics.stochastics import GibbsSampling, PowerSampling, RankBasedSampling
 
-from .base import QueryHeuristic, check_query_size, require, top_n
+# BaalHeuristic and wrap_baal_heuristic live in .baal_adapter (re-exported here) so that the registry,
+# which wraps third-party baal heuristics from entry points, never has to import this module.
+from .baal_adapter import BaalHeuristic, wrap_baal_heuristic  # noqa: F401
+from .base import QueryHeuristic, check_query_size, require
 from .outputs import ModelOutputs
 from .registry import register_heuristic
 
 BAAL = "baal"
-
-
-class BaalHeuristic(QueryHeuristic):
-    """A baal ``AbstractHeuristic`` as a :class:`QueryHeuristic`.
-
-    ``baal_class`` is built with the keyword arguments given to the constructor. It is fed
-    ``mc_probs`` when it needs MC samples, else the deterministic ``probs``, and its ranking (highest
-    first when the baal heuristic is ``reversed``, else lowest first) gives the query order.
-    """
-
-    baal_class: ClassVar[type[AbstractHeuristic]]
-    needs = frozenset({"mc_probs"})
-
-    def __init__(self, **baal_kwargs: Any) -> None:
-        inspect.signature(self.baal_class).bind_partial(**baal_kwargs)  # TypeError now, not at query time
-        self.baal_kwargs = baal_kwargs
-
-    def make_scorer(self, n: int, rng: np.random.Generator) -> AbstractHeuristic:
-        return self.baal_class(**self.baal_kwargs)
-
-    def predictions(self, outputs: ModelOutputs) -> np.ndarray:
-        if "mc_probs" in self.needs:
-            return require(outputs, "mc_probs")
-        if "probs" in self.needs:
-            return require(outputs, "probs")
-        return np.zeros((outputs.pool_size, 1), dtype=np.float32)
-
-    def select(self, outputs: ModelOutputs, n: int, rng: np.random.Generator) -> np.ndarray:
-        check_query_size(n, outputs.pool_size)
-        scorer = self.make_scorer(n, rng)
-        scores = np.asarray(scorer.get_uncertainties(self.predictions(outputs)), dtype=np.float64)
-        return top_n(scores if scorer.reversed else -scores, n)
-
-
-def wrap_baal_heuristic(baal_class: type[AbstractHeuristic]) -> type[BaalHeuristic]:
-    """A :class:`BaalHeuristic` subclass for a third-party baal heuristic.
-
-    It is fed MC samples ``[n, classes, K]`` unless the class declares its own ``needs``.
-    """
-    doc = (baal_class.__doc__ or "").strip()
-    return type(f"{baal_class.__name__}Query", (BaalHeuristic,), {
-        "baal_class": baal_class,
-        "needs": frozenset(getattr(baal_class, "needs", {"mc_probs"})),
-        "description": doc.splitlines()[0].strip() if doc else f"baal heuristic {baal_class.__name__}",
-        "__module__": baal_class.__module__,
-    })
 
 
 @register_heuristic("bald", "mutual information between prediction and weights over MC-dropout samples",

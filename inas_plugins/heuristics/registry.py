@@ -3,7 +3,10 @@
 * Ours (and anyone's in-process code) register with the :func:`register_heuristic` class decorator,
   in the style of timm's model registry.
 * baal's built-ins are registered by :mod:`.baal_builtin` under their baal names (bald, entropy, ...);
-  baal's own ``get_heuristic`` is a fixed dict and is not used.
+  baal's own ``get_heuristic`` is a fixed dict and is not used. The built-in modules import this one
+  to register themselves, so this module never imports them statically: it loads them by name on
+  the first lookup (``_BUILTIN_MODULES``), the same way it loads entry-point plugins. Third-party
+  baal heuristics are wrapped with :mod:`.baal_adapter`, which does not import the registry.
 * Other distributions declare an entry point in the group ``inas_plugins.heuristics``; the entry
   point's name becomes the heuristic's name and the distribution's name its ``source``. Plugins load
   lazily on the first lookup, once; one that fails is recorded in :func:`plugin_errors` and skipped.
@@ -204,7 +207,7 @@ def _as_query_heuristic(target: object) -> type[QueryHeuristic]:
     if isinstance(target, type) and issubclass(target, QueryHeuristic):
         return target
     if isinstance(target, type) and issubclass(target, AbstractHeuristic):
-        from .baal_builtin import wrap_baal_heuristic
+        from .baal_adapter import wrap_baal_heuristic
 
         return wrap_baal_heuristic(target)
     raise TypeError(f"{target!r} is neither a QueryHeuristic nor a baal AbstractHeuristic subclass")

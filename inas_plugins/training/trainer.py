@@ -1,14 +1,16 @@
 """The SGD engine that every active round spends its time in.
 
-Data stays a uint8 tensor on the training device; each step gathers a batch by index, converts it
-to normalised floats, augments it with one ``grid_sample`` call and takes an SGD step. There is no
-DataLoader and no PIL, so the loop costs little more than the network itself (see
-``benchmarks/trainer_throughput.py``).
+Batches come from a data source (:mod:`.sources`): in-memory uint8 tensors on the training device,
+gathered by index and normalised in one fused op (the command line: no DataLoader and no PIL, so the
+loop costs little more than the network itself, see ``benchmarks/trainer_throughput.py``), or a
+user's ``Dataset`` streamed through a ``DataLoader`` every epoch (``INASModelWrapper``). Both are
+read in the same sample order, and the trainer's own batched augmentation (one ``grid_sample``
+call) applies to either when switched on. Evaluation goes through :mod:`inas_plugins.inference`.
 
-Devices: ``"auto"`` picks CUDA when available, else CPU; asking for CUDA without it is an error,
-never a silent fallback. The device is named in a log line, in ``Trainer.describe()`` and in every
-progress bar. On CUDA the forward pass runs under autocast (bfloat16 where supported, else float16
-with a gradient scaler) with channels_last tensors; on CPU everything is float32.
+Devices (:mod:`inas_plugins.device`): ``"auto"`` picks CUDA when available, else CPU; asking for CUDA
+without it is an error, never a silent fallback. The device is named in a log line, in
+``Trainer.describe()`` and in every progress bar. On CUDA the forward pass runs under autocast
+(bfloat16 where supported, else float16 with a gradient scaler) with channels_last tensors.
 
 Reproducibility: the k-th run started by a trainer (``fit`` or ``start``, counting from 0) draws all
 its randomness -- sample order, augmentation and the global RNG that dropout uses -- from a seed
@@ -23,7 +25,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,37 +33,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..device import DEVICE_CHOICES, amp_dtype, autocast, memory_format, resolve_device
+from ..inference import iterate_outputs, run_model
 from .augment import BatchAugment
 from .recipe import TrainRecipe, batch_bounds
+from .sources import DataSource, InputFormat, TensorSource, check_labels
+
+__all__ = ["DEVICE_CHOICES", "Trainer", "TrainingRun", "TrainStats", "derive_seed", "resolve_device"]
 
 logger = logging.getLogger(__name__)
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU. Asking for an unavailable CUDA device is a ValueError."""
-    if isinstance(device, torch.device):
-        resolved = device
-    elif not isinstance(device, str):
-        raise ValueError(f"device must be a string or torch.device, got {device!r}; choose one of {DEVICE_CHOICES}")
-    elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            resolved = torch.device(device)
-        except RuntimeError:
-            raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}") from None
-    if resolved.type == "cpu":
-        return resolved
-    if resolved.type != "cuda":
-        raise ValueError(f"unsupported device {str(resolved)!r}; choose one of {', '.join(DEVICE_CHOICES)}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device {str(resolved)!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
-    if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(resolved)!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return resolved
-
 
 def derive_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers, so runs seeded (s, 0), (s, 1), ... are independent."""
@@ -83,22 +63,20 @@ class TrainStats:
 
 
 class Trainer:
-    """Trains, predicts with and evaluates networks on uint8 image tensors. Built once per dataset.
+    """Trains, predicts with and evaluates networks on a data source. Built once per active round.
 
-    ``augment`` switches augmentation as a whole; ``flips=False`` keeps shifts and rotations but never
-    mirrors (digits, house numbers). ``mean``/``std`` are per-channel, on the 0..1 pixel scale.
-
-    Other input formats: a subclass overrides ``_check_images`` (what ``fit``/``predict`` accept) and
-    ``_normalise`` (a raw batch -> normalised float32 on ``self.device``); the training loop and the
-    inference helpers go through those two hooks only.
+    ``mean``/``std`` (per channel, 0..1 scale) are the format of uint8 tensors handed to ``fit`` and
+    friends directly; a :class:`~.sources.DataSource` brings its own format. ``augment`` switches the
+    trainer's batched augmentation as a whole; ``flips=False`` keeps shifts and rotations but never
+    mirrors (digits, house numbers).
     """
 
     def __init__(
         self,
         recipe: TrainRecipe,
         *,
-        mean: Sequence[float],
-        std: Sequence[float],
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
         augment: bool = True,
         flips: bool = True,
         max_shift: int = 4,
@@ -109,27 +87,19 @@ class Trainer:
     ) -> None:
         if not isinstance(recipe, TrainRecipe):
             raise ValueError(f"recipe must be a TrainRecipe, got {type(recipe).__name__}")
-        if len(mean) != len(std) or len(mean) == 0:
-            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"std values must be positive, got {list(std)}")
+        if (mean is None) != (std is None):
+            raise ValueError("give mean and std together (one value per channel), or neither")
+        self.fmt = InputFormat.uint8(mean, std) if mean is not None else None
         self.recipe = recipe
         self.device = resolve_device(device)
         self.seed = int(seed)
         self.progress = progress
         self.augment = BatchAugment(flips=flips, max_shift=max_shift, max_rotation=max_rotation) if augment else None
-        self.channels = len(mean)
         self.on_cuda = self.device.type == "cuda"
-        self.amp_dtype: torch.dtype | None = None
+        self.amp_dtype = amp_dtype(self.device)
         if self.on_cuda:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-        self.memory_format = torch.channels_last if self.on_cuda else torch.contiguous_format
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        # x_normalised = x_uint8 * scale + offset, in one addcmul.
-        self._scale = 1.0 / (255.0 * std_t)
-        self._offset = -mean_t / std_t
+        self.memory_format = memory_format(self.device)
         self._runs_started = 0
         logger.info("Trainer runs on %s", self.describe())
 
@@ -142,131 +112,127 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------------
 
-    def _check_images(self, images: Tensor) -> None:
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-            got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {got}")
-        if images.shape[1] != self.channels:
-            raise ValueError(f"images have {images.shape[1]} channels but mean/std describe {self.channels}")
+    def source(self, data: DataSource | Tensor, labels: Optional[Tensor] = None) -> DataSource:
+        """``data`` as a data source: sources pass through; tensors get the trainer's input format."""
+        if isinstance(data, DataSource):
+            if labels is not None:
+                raise ValueError("a data source carries its own labels; pass labels only with image tensors")
+            return data
+        if isinstance(data, Tensor) and data.dtype == torch.uint8 and self.fmt is None:
+            raise ValueError("uint8 images need the trainer's mean and std: Trainer(recipe, mean=..., std=...)")
+        return TensorSource(data, labels, self.fmt if isinstance(data, Tensor) and data.dtype == torch.uint8 else None)
 
-    def _normalise(self, batch_uint8: Tensor) -> Tensor:
-        # Move as uint8 (a quarter of the bytes); then one fused pass converts and normalises
-        # (addcmul promotes the uint8 input to float32): fewer kernels, fewer passes over memory.
-        return torch.addcmul(self._offset, batch_uint8.to(device=self.device, non_blocking=True), self._scale)
-
-    def preprocess(self, images_uint8: Tensor) -> Tensor:
-        """uint8 (N, C, H, W) on any device -> normalised float32 on ``self.device`` (channels_last on CUDA)."""
-        self._check_images(images_uint8)
-        return self._normalise(images_uint8).contiguous(memory_format=self.memory_format)
+    def preprocess(self, images: Tensor) -> Tensor:
+        """A batch of images -> normalised float32 network input on ``self.device`` (channels_last on CUDA)."""
+        return self.source(images).fmt.prepare(images, self.device).contiguous(memory_format=self.memory_format)
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=self.amp_dtype) if self.on_cuda else torch.autocast("cpu", enabled=False)
+        return autocast(self.device)
 
     # -- training --------------------------------------------------------------------------------
 
     def start(
         self,
         model: nn.Module,
-        images: Tensor,
-        labels: Tensor,
+        data: DataSource | Tensor,
+        labels: Optional[Tensor] = None,
         *,
         recipe: TrainRecipe | None = None,
         desc: str = "train",
         run_seed: int | None = None,
     ) -> "TrainingRun":
         """Set up a run that can be advanced epoch by epoch (successive halving pauses runs)."""
-        self._check_images(images)
-        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-            raise ValueError(f"labels must be a 1-d tensor with one label per image ({images.shape[0]})")
-        if images.shape[0] == 0:
+        source = self.source(data, labels)
+        if len(source) == 0:
             raise ValueError("cannot train on an empty labelled set")
-        if labels.min() < 0:
-            raise ValueError("labels must be class indices >= 0")
+        if isinstance(source, TensorSource):
+            if source.labels is None:
+                raise ValueError("training needs labels: TensorSource(images, labels, ...)")
+            check_labels(source.labels, getattr(model, "num_classes", None))
         index = self._runs_started
         self._runs_started += 1
         seed = derive_seed(self.seed, index) if run_seed is None else derive_seed(run_seed)
-        return TrainingRun(self, model, images, labels, recipe or self.recipe, desc=desc, seed=seed)
+        return TrainingRun(self, model, source, recipe or self.recipe, desc=desc, seed=seed)
 
     def fit(
         self,
         model: nn.Module,
-        images: Tensor,
-        labels: Tensor,
+        data: DataSource | Tensor,
+        labels: Optional[Tensor] = None,
         *,
         recipe: TrainRecipe | None = None,
         desc: str = "train",
         run_seed: int | None = None,
     ) -> TrainStats:
-        """Train ``model`` in place on uint8 ``images`` and int64 ``labels`` for the whole recipe."""
-        return self.start(model, images, labels, recipe=recipe, desc=desc, run_seed=run_seed).finish()
+        """Train ``model`` in place on ``data`` (a source, or images with ``labels``) for the whole recipe."""
+        return self.start(model, data, labels, recipe=recipe, desc=desc, run_seed=run_seed).finish()
 
     # -- inference -------------------------------------------------------------------------------
 
-    def _map_batches(self, model: nn.Module, images: Tensor, fn: Callable[[nn.Module, Tensor], Tensor]) -> Tensor:
-        self._check_images(images)
-        was_training = model.training
-        model.to(device=self.device, memory_format=self.memory_format)
-        model.eval()
-        outputs = []
-        try:
-            with torch.no_grad(), self._autocast():
-                for start in range(0, images.shape[0], self.recipe.eval_batch_size):
-                    batch = self.preprocess(images[start:start + self.recipe.eval_batch_size])
-                    outputs.append(fn(model, batch).float())
-        finally:
-            model.train(was_training)
-        if not outputs:
+    def _outputs(self, model: nn.Module, source: DataSource, wants: set[str]) -> dict[str, Tensor]:
+        if len(source) == 0:
             raise ValueError("no images to run the model on")
-        return torch.cat(outputs).cpu()
+        model.to(device=self.device, memory_format=self.memory_format)
+        return run_model(model, source.evaluation().batches(self.device, batch_size=self.recipe.eval_batch_size), wants)
 
-    def predict_logits(self, model: nn.Module, images: Tensor) -> Tensor:
+    def predict_logits(self, model: nn.Module, data: DataSource | Tensor) -> Tensor:
         """Logits (N, num_classes), float32 on CPU, in eval mode without gradients, in batches."""
-        return self._map_batches(model, images, lambda m, x: m(x))
+        return self._outputs(model, self.source(data), {"logits"})["logits"]
 
-    def embed(self, model: nn.Module, images: Tensor) -> Tensor:
-        """Penultimate embeddings (N, model.num_features) via ``model.embed``, float32 on CPU."""
-        if not hasattr(model, "embed"):
-            raise ValueError(f"{type(model).__name__} has no embed() method; use an INASResNet")
-        return self._map_batches(model, images, lambda m, x: m.embed(x))
+    def embed(self, model: nn.Module, data: DataSource | Tensor) -> Tensor:
+        """Penultimate embeddings (N, D) of a timm-style model, float32 on CPU."""
+        return self._outputs(model, self.source(data), {"embeddings"})["embeddings"].cpu()
 
-    def evaluate(self, model: nn.Module, images: Tensor, labels: Tensor) -> float:
-        """Top-1 accuracy in [0, 1]."""
-        if labels.shape[0] != images.shape[0]:
-            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-        predictions = self.predict_logits(model, images).argmax(dim=1)
-        return (predictions == labels.cpu()).sum().item() / labels.shape[0]
+    def evaluate(self, model: nn.Module, data: DataSource | Tensor, labels: Optional[Tensor] = None) -> float:
+        """Top-1 accuracy in [0, 1] on a labelled source (or images with ``labels``)."""
+        if isinstance(data, Tensor) and labels is not None and labels.shape[0] != data.shape[0]:
+            raise ValueError(f"{data.shape[0]} images but {labels.shape[0]} labels")
+        source = self.source(data, labels).evaluation()
+        if len(source) == 0:
+            raise ValueError("no images to run the model on")
+        model.to(device=self.device, memory_format=self.memory_format)
+        correct = total = 0
+        batches = source.batches(self.device, batch_size=self.recipe.eval_batch_size)
+        for outputs, target in iterate_outputs(model, batches, {"logits"}):
+            if target is None:
+                raise ValueError("evaluation needs labelled data")
+            correct += int((outputs["logits"].argmax(dim=1) == target).sum())
+            total += int(target.shape[0])
+        return correct / total
 
 
 class TrainingRun:
     """One SGD run of a model under a recipe, advanced with ``train_until(epoch)``.
 
-    Holds the optimizer, the run's generator and its global RNG state between calls, so training
-    E epochs in pieces gives the same weights as training them in one go.
+    Holds the optimizer, its learning-rate scheduler (torch's ``MultiStepLR``, stepped once per
+    optimizer step), the run's generator and its global RNG state between calls, so training E
+    epochs in pieces gives the same weights as training them in one go.
     """
 
-    def __init__(self, trainer: Trainer, model: nn.Module, images: Tensor, labels: Tensor,
-                 recipe: TrainRecipe, *, desc: str, seed: int) -> None:
+    def __init__(self, trainer: Trainer, model: nn.Module, source: DataSource, recipe: TrainRecipe,
+                 *, desc: str, seed: int) -> None:
         self.trainer = trainer
         self.recipe = recipe
         self.desc = desc
         self.seed = seed
         device = trainer.device
         self.model = model.to(device=device, memory_format=trainer.memory_format)
-        self.images = images.to(device).contiguous()
-        self.labels = labels.to(device=device, dtype=torch.int64)
+        self.source = source.to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                          weight_decay=recipe.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=recipe.milestone_steps(),
+                                                              gamma=recipe.lr_gamma)
         self.scaler = torch.amp.GradScaler("cuda") if trainer.amp_dtype == torch.float16 else None
         self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, 0))
         # The global RNG (dropout, ...) gets its own stream for this run, swapped in while training.
         self._global_state = self._fresh_global_state(derive_seed(seed, 1))
         self._bounds = batch_bounds(recipe.epoch_size, recipe.batch_size)
-        self._milestones = recipe.milestone_steps()
         self.epochs_done = 0
         self.step = 0
         self.seconds = 0.0
         self.samples = 0
         self.last_loss = math.nan
+        self._last_lr = recipe.lr
 
     def _fresh_global_state(self, seed: int) -> dict:
         """Global RNG states as ``torch.manual_seed(seed)`` would leave them, without touching them."""
@@ -331,7 +297,7 @@ class TrainingRun:
         """``epoch_size`` sample indices: whole random permutations of the labelled set, repeated as
         often as needed (oversampling) and cut at ``epoch_size``, so every sample is seen
         floor or ceil(epoch_size / n) times."""
-        n, size = self.images.shape[0], self.recipe.epoch_size
+        n, size = len(self.source), self.recipe.epoch_size
         repeats = -(-size // n)
         keys = torch.rand(repeats, n, device=self.trainer.device, generator=self.generator)
         return keys.argsort(dim=1).flatten()[:size]
@@ -340,16 +306,15 @@ class TrainingRun:
         trainer, model, optimizer, scaler = self.trainer, self.model, self.optimizer, self.scaler
         augment, generator = trainer.augment, self.generator
         order = self._epoch_order()
+        batches = self.source.batches(trainer.device, order=(order[start:stop] for start, stop in self._bounds))
         loss_sum = torch.zeros((), device=trainer.device)
-        for start, stop in self._bounds:
-            index = order[start:stop]
-            x = trainer._normalise(self.images[index])
+        for x, y in batches:
+            if y is None:
+                raise ValueError("training needs labelled data; the dataset yields no labels")
             if augment is not None:
                 x = augment(x, generator)
             if trainer.on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = self.labels[index]
-            self._set_lr()
             with trainer._autocast():
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -360,17 +325,13 @@ class TrainingRun:
             else:
                 loss.backward()
                 optimizer.step()
-            loss_sum += loss.detach().float() * (stop - start)
+            loss_sum += loss.detach().float() * y.shape[0]
+            self._last_lr = self.scheduler.get_last_lr()[0]
+            self.scheduler.step()
             self.step += 1
         return loss_sum
 
-    def _set_lr(self) -> None:
-        """Apply the step schedule; touches the optimizer only on the steps where the rate changes."""
-        if self.step == 0 or self.step in self._milestones:
-            lr = self.recipe.lr_at(self.step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-
     @property
     def current_lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        """The learning rate of the most recent optimizer step (the initial rate before any)."""
+        return self._last_lr

@@ -1,0 +1,96 @@
+"""Every registered query heuristic inside baal's own loop: :class:`BaalQuery`.
+
+baal's ``ActiveLearningLoop`` and ``ActiveLearningExperiment`` hand a heuristic one thing, the
+``[n, classes, iterations]`` predictions of the pool, and label the positions its ``get_ranks``
+returns first. That fits uncertainty scores but not coreset (pool and labelled embeddings) nor the
+paper's MC-dropout score (the deterministic prediction beside the MC samples). ``BaalQuery`` is a
+baal ``AbstractHeuristic`` bound to an :class:`~inas_plugins.wrapper.INASModelWrapper`: the wrapper
+keeps what the heuristic ``needs`` from the same pass that made baal's predictions, adds the
+labelled set's embeddings, and the registered heuristic's ``select`` picks the batch. So ``coreset``,
+``softmax_response``, ``mc_dropout``, baal's own names and third-party plugins all run unchanged in
+either of baal's loops::
+
+    heuristic = wrapper.heuristic("coreset", query_size=100)
+    loop = ActiveLearningLoop(al_dataset, wrapper.predict_on_dataset, heuristic=heuristic,
+                              query_size=100, iterations=20)
+"""
+
+from __future__ import annotations
+
+import types
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from baal.active.heuristics import AbstractHeuristic
+
+from .heuristics import QueryHeuristic, ScoreHeuristic, create_heuristic
+
+if TYPE_CHECKING:
+    from .wrapper import INASModelWrapper
+
+
+class BaalQuery(AbstractHeuristic):
+    """A registered heuristic (by name, or an instance) as a baal heuristic for ``wrapper``'s pool.
+
+    ``query_size`` must be the loop's: a heuristic whose picks depend on each other (coreset) picks
+    exactly that many. ``seed`` seeds the heuristic's randomness; each query draws from one stream.
+    ``get_ranks`` returns the picks, most wanted first, and one score per pool item (the heuristic's
+    scores where it has them, else the picks' reversed rank and 0 for the rest), which is what baal
+    stores as uncertainty.
+    """
+
+    def __init__(self, heuristic: str | QueryHeuristic, wrapper: "INASModelWrapper", *, query_size: int,
+                 seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(reverse=True)
+        if isinstance(query_size, bool) or not isinstance(query_size, (int, np.integer)) or query_size < 1:
+            raise ValueError(f"query_size must be a positive integer, got {query_size!r}")
+        if isinstance(heuristic, str):
+            heuristic = create_heuristic(heuristic, **kwargs)
+        elif not isinstance(heuristic, QueryHeuristic) or kwargs:
+            raise ValueError(f"heuristic must be a registered name (see `inas heuristics`) or a QueryHeuristic "
+                             f"instance without extra arguments, got {type(heuristic).__name__}")
+        self.query = heuristic
+        self.wrapper = wrapper
+        self.query_size = int(query_size)
+        self.rng = np.random.default_rng(seed)
+        wrapper.record_for_query(heuristic.needs)
+
+    def get_ranks(self, predictions: Any, target_predictions: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(predictions, types.GeneratorType):
+            predictions = np.vstack(list(predictions))
+        outputs = self.wrapper.query_outputs(predictions, self.query.needs, self.query.name)
+        size = outputs.pool_size
+        n = min(self.query_size, size)
+        picks = check_picks(self.query.select(outputs, n, self.rng), n, size, self.query.name)
+        if isinstance(self.query, ScoreHeuristic):
+            scores = np.asarray(self.query.scores(outputs), dtype=np.float64)
+        else:
+            scores = np.zeros(size, dtype=np.float64)
+            scores[picks] = np.arange(n, 0, -1, dtype=np.float64)
+        return picks, scores
+
+    def compute_score(self, predictions, target_predictions=None):
+        """Not used: :meth:`get_ranks` asks the registered heuristic directly."""
+        raise NotImplementedError("BaalQuery ranks with the registered heuristic; call get_ranks")
+
+    def get_uncertainties(self, predictions, target_predictions=None):
+        return self.get_ranks(predictions)[1]
+
+    def __repr__(self) -> str:
+        return f"BaalQuery({self.query.name!r}, query_size={self.query_size})"
+
+
+def check_picks(picks: Any, n: int, pool_size: int, name: str) -> np.ndarray:
+    """The picks as int64, or one line naming the heuristic and what is wrong with them."""
+    array = np.asarray(picks)
+    if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"heuristic {name!r} must return a 1-d array of integer pool positions, got "
+                         f"{array.dtype} of shape {array.shape}")
+    array = array.astype(np.int64)
+    if len(array) != n:
+        raise ValueError(f"heuristic {name!r} returned {len(array)} picks, not the {n} asked for")
+    if array.size and (array.min() < 0 or array.max() >= pool_size):
+        raise ValueError(f"heuristic {name!r} returned positions outside the pool of {pool_size} (0..{pool_size - 1})")
+    if len(np.unique(array)) != len(array):
+        raise ValueError(f"heuristic {name!r} returned the same pool position more than once")
+    return array

@@ -1,0 +1,108 @@
+"""The settings of the search and of the query, each one validated dataclass.
+
+:class:`~inas_plugins.training.TrainRecipe` holds the training knobs, :class:`SearchOptions` the
+iNAS search's, :class:`QueryOptions` the query's. The command line (``RunConfig``), the active loop,
+``inas_search`` and ``INASModelWrapper`` all take these same objects, so a setting has one name,
+one default and one range check wherever it is used. Importing this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> None:
+    """One-line ValueError unless ``value`` is an integer >= 1 (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner} {name} must be a positive integer, got {value!r}")
+
+
+def check_fraction(owner: str, name: str, value: Any, *, low_open: bool = True, high_closed: bool = False,
+                   low: float = 0.0, high: float = 1.0) -> None:
+    """One-line ValueError unless ``value`` is a finite number in the stated interval."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{owner} {name} must be a number, got {value!r}")
+    above = value > low if low_open else value >= low
+    below = value <= high if high_closed else value < high
+    if not (above and below):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{']' if high_closed else ')'}"
+        raise ValueError(f"{owner} {name} must be in {interval}, got {value!r}")
+
+
+def settings_from_dict(cls: type[T], data: Any, what: str) -> T:
+    """Build dataclass ``cls`` from a dict, refusing non-dicts and unknown keys with one line."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a mapping of settings, got {type(data).__name__}")
+    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; valid keys are {known}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How iNAS (paper Algorithm 1) searches in one active round.
+
+    ``iterations``: the paper's T_iNAS, the most times the current architecture may grow per round
+    (the search also stops when it does not change). ``val_fraction``: the share of the labelled set
+    held out as V' to score candidates. ``premature_fraction``: the share of the training schedule a
+    candidate is trained for (premature evaluation; the paper uses 1/4). ``inherit_weights`` and
+    ``successive_halving`` are opt-in savings, see :mod:`inas_plugins.search`.
+    """
+
+    iterations: int = 1
+    val_fraction: float = 0.2
+    premature_fraction: float = 0.25
+    inherit_weights: bool = False
+    successive_halving: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive_int("search", "iterations", self.iterations)
+        check_fraction("search", "val_fraction", self.val_fraction)
+        check_fraction("search", "premature_fraction", self.premature_fraction, high_closed=True)
+        for name in ("inherit_weights", "successive_halving"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"search {name} must be true or false, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SearchOptions":
+        return settings_from_dict(cls, data, "search")
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """How the pool is ranked each round.
+
+    ``mc_samples`` (K) and ``mc_dropout_rate`` define MC-dropout everywhere in the toolkit: K
+    samples of the classifier head with dropout at this rate applied to the penultimate features,
+    whatever rate the network was trained with (the paper: K = 100, rate 0.5, dropout only at
+    inference). ``pool_subset`` ranks only a random subset of the pool (speed on huge pools).
+    """
+
+    heuristic: str = "softmax_response"
+    mc_samples: int = 100
+    mc_dropout_rate: float = 0.5
+    pool_subset: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.heuristic, str) or not self.heuristic:
+            raise ValueError(f"query heuristic must be a heuristic name, got {self.heuristic!r}")
+        check_positive_int("query", "mc_samples", self.mc_samples)
+        check_fraction("query", "mc_dropout_rate", self.mc_dropout_rate, low_open=False)
+        if self.pool_subset is not None:
+            check_positive_int("query", "pool_subset", self.pool_subset)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "QueryOptions":
+        return settings_from_dict(cls, data, "query")
