@@ -24,6 +24,7 @@ from .config import RunConfig
 from .data import LoadedDataset
 from .heuristics import QueryHeuristic, collect_outputs, create_heuristic
 from .models import build_inas_resnet, count_parameters
+from .records import CandidateRecord, RoundRecord
 from .results import atomic_write_json, write_results
 from .search import inas_search
 from .space import Arch
@@ -169,9 +170,8 @@ class ActiveRun:
         rounds = list(state.rounds)
         round_index = state.next_round
         while True:
-            record, model, trainer = self._run_round(round_index, al_dataset, arch, parent)
-            rounds.append(record)
-            arch, parent = Arch(*record["arch"]), model
+            record, model = self._run_round(round_index, al_dataset, arch, parent)
+            arch, parent = record.arch, model
             labelled, pool = len(al_dataset.labelled_indices()), len(al_dataset.pool_indices())
             n = next_query_size(self.config, labelled, pool)
             if n > 0:
@@ -180,8 +180,9 @@ class ActiveRun:
                 picks = select_from_pool(self.heuristic, model, self.train_data, al_dataset,
                                          n, self.config, rng, self.progress)
                 al_dataset.label(picks.tolist())
-                record["query_seconds"] = round(time.perf_counter() - started, 3)
-                record["queried"] = n
+                record.query_seconds = time.perf_counter() - started
+                record.queried = n
+            rounds.append(record.to_dict())
             self.log(_summary(record))
             finished = n == 0
             state = Checkpoint(next_round=round_index + 1, labelled_map=al_dataset.labelled_map.copy(),
@@ -194,41 +195,31 @@ class ActiveRun:
             round_index += 1
 
     def _run_round(self, round_index: int, al_dataset: InMemoryActiveDataset, arch: Arch,
-                   parent: Optional[nn.Module]) -> tuple[dict, nn.Module, Trainer]:
+                   parent: Optional[nn.Module]) -> tuple[RoundRecord, nn.Module]:
         seed = round_seed(self.config.seed, round_index)
         torch.manual_seed(seed)
         trainer = self.make_trainer(seed)
         labelled = al_dataset.labelled_indices()
         labelled_data = self.train_data.subset(torch.from_numpy(labelled))
-        candidates: list[dict] = []
+        candidates: list[CandidateRecord] = []
         search_seconds = 0.0
         if self.config.uses_search:
             result = inas_search(labelled_data, arch, self.space, trainer, self.build_model,
                                  options=self.config.search, seed=seed, parent_model=parent, progress=self.progress)
             arch, search_seconds = result.arch, result.seconds
-            candidates = [candidate.to_dict() for candidate in result.candidates]
+            candidates = list(result.candidates)
         model = self.build_model(arch)
         stats = trainer.fit(model, labelled_data, desc=f"round {round_index} train {arch}")
         accuracy = trainer.evaluate(model, self.test_data)
-        record = {
-            "round": round_index,
-            "labelled": int(len(labelled)),
-            "arch": arch.as_list(),
-            "params": count_parameters(model),
-            "depth": self.space.depth(arch),
-            "test_accuracy": round(float(accuracy), 5),
-            "candidates": candidates,
-            "search_seconds": round(search_seconds, 3),
-            "train_seconds": round(stats.seconds, 3),
-            "query_seconds": 0.0,
-            "queried": 0,
-        }
-        return record, model, trainer
+        record = RoundRecord(round=round_index, labelled=int(len(labelled)), arch=arch,
+                             params=count_parameters(model), depth=self.space.depth(arch),
+                             test_accuracy=float(accuracy), candidates=candidates, search_seconds=search_seconds,
+                             train_seconds=stats.seconds)
+        return record, model
 
 
-def _summary(record: dict) -> str:
-    arch = "x".join(str(v) for v in record["arch"])
-    return (f"round {record['round']:>2}  labelled {record['labelled']:>6}  arch {arch:>5} "
-            f"({record['params']:,} params)  test acc {record['test_accuracy']:.4f}  "
-            f"search {record['search_seconds']:.1f}s  train {record['train_seconds']:.1f}s  "
-            f"query {record['query_seconds']:.1f}s")
+def _summary(record: RoundRecord) -> str:
+    return (f"round {record.round:>2}  labelled {record.labelled:>6}  arch {str(record.arch):>5} "
+            f"({record.params:,} params)  test acc {record.test_accuracy:.4f}  "
+            f"search {record.search_seconds:.1f}s  train {record.train_seconds:.1f}s  "
+            f"query {record.query_seconds:.1f}s")

@@ -71,6 +71,9 @@ def write_results(run_dir: str | os.PathLike, config: dict, rounds: list[dict], 
 
 
 def _run_title(config: dict) -> str:
+    from .config import flat_config  # nested and old flat configs alike
+
+    config = flat_config(config)
     parts = [str(config[key]) for key in ("dataset", "heuristic") if config.get(key)]
     if "seed" in config:
         parts.append(f"seed {config['seed']}")
