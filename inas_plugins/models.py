@@ -150,14 +150,6 @@ class INASResNet(nn.Module):
         coreset embedding. See :meth:`forward_head` for why dropout is not applied."""
         return self.forward_head(self.forward_features(x), pre_logits=True)
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        """Logits from pooled features: dropout then the classifier (the second half of ``forward_head``).
-
-        Kept for the heuristics and the wrapper that still call it (they sample the head only,
-        ``K`` times, on one ``embed`` of the trunk); new code should use ``forward_head``.
-        """
-        return self.get_classifier()(self.head.drop(embedding))
-
     def extra_repr(self) -> str:
         return f"arch={self.arch}, block={self.block}, base_width={self.base_width}"
 

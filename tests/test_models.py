@@ -108,7 +108,7 @@ def test_pre_logits_are_the_pooled_features_of_width_num_features() -> None:
         assert pre_logits.shape == (2, model.num_features) == (2, 16)
         assert torch.allclose(pre_logits, features.mean(dim=(2, 3)), atol=1e-6)
         assert torch.equal(model.embed(x), pre_logits)
-        assert torch.equal(model.classify(pre_logits), model(x))  # the legacy split agrees with forward
+        assert torch.equal(model.get_classifier()(pre_logits), model(x))  # eval: the head is pool -> fc
 
 
 def test_get_classifier_is_the_linear_layer_forward_uses() -> None:

@@ -4,7 +4,7 @@ third-party ones from the ``inas_plugins.heuristics`` entry-point group.
 Typical use (the active loop does this every round)::
 
     heuristic = create_heuristic("softmax_response")
-    outputs = collect_outputs(model, pool_images, labelled_images, heuristic.needs, preprocess=preprocess)
+    outputs = collect_outputs(model, pool_source, labelled_source, heuristic.needs)   # TensorSource / LoaderSource
     to_label = heuristic.select(outputs, n=2000, rng=np.random.default_rng(seed))
 """
 
