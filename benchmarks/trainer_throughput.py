@@ -27,6 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command_line, machine_line, markdown_table, write_section  # noqa: E402
 
+from inas_plugins.device import autocast, memory_format, resolve_device  # noqa: E402
 from inas_plugins.models import build_inas_resnet  # noqa: E402
 from inas_plugins.space import Arch  # noqa: E402
 from inas_plugins.training import Trainer, TrainRecipe  # noqa: E402
@@ -49,10 +50,12 @@ class Timing:
         self.wall = self.cpu = 0.0
 
     def __enter__(self) -> "Timing":
+        _synchronize()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _synchronize()  # CUDA kernels run asynchronously: time them to completion
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
     @property
@@ -79,16 +82,29 @@ def new_model(arch: Arch, width: int) -> torch.nn.Module:
     return build_inas_resnet(arch, num_classes=CLASSES, base_width=width)
 
 
+DEVICE = torch.device("cpu")
+
+
+def _synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def bare_loop(model: torch.nn.Module, floats: torch.Tensor, labels: torch.Tensor, steps: int,
               recipe: TrainRecipe) -> Timing:
-    """The plainest correct training loop, on pre-built floats sliced in order."""
+    """The plainest correct training loop, on pre-built floats on the device, sliced in order; on
+    CUDA in the same numeric mode as the Trainer (autocast, channels_last), so the ratio compares loops."""
+    model = model.to(DEVICE, memory_format=memory_format(DEVICE))
+    floats = floats.to(DEVICE).contiguous(memory_format=memory_format(DEVICE))
+    labels = labels.to(DEVICE)
     with Timing(steps * BATCH) as timing:
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                     weight_decay=recipe.weight_decay)
         for step in range(steps):
             start = (step * BATCH) % (IMAGES - BATCH + 1)
-            loss = F.cross_entropy(model(floats[start:start + BATCH]), labels[start:start + BATCH])
+            with autocast(DEVICE):
+                loss = F.cross_entropy(model(floats[start:start + BATCH]), labels[start:start + BATCH])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -111,8 +127,8 @@ def steps_for(seconds_per_step: float, target_seconds: float) -> int:
 def measure_ratio(arch: Arch, width: int, data, reps: int, target_seconds: float) -> list[object]:
     images, labels, floats = data
     recipe = TrainRecipe(batch_size=BATCH)
-    plain = Trainer(recipe, mean=MEAN, std=STD, augment=False, device="cpu", progress=False)
-    augmented = Trainer(recipe, mean=MEAN, std=STD, augment=True, device="cpu", progress=False)
+    plain = Trainer(recipe, mean=MEAN, std=STD, augment=False, device=DEVICE, progress=False)
+    augmented = Trainer(recipe, mean=MEAN, std=STD, augment=True, device=DEVICE, progress=False)
     models = {name: new_model(arch, width) for name in ("bare", "trainer", "augmented")}
     runs: dict[str, Callable[[int], Timing]] = {
         "bare": lambda steps: bare_loop(models["bare"], floats, labels, steps, recipe),
@@ -144,7 +160,7 @@ def measure_ratio(arch: Arch, width: int, data, reps: int, target_seconds: float
 
 def measure_rates(data, reps: int, target_seconds: float) -> list[list[object]]:
     images, labels, _ = data
-    trainer = Trainer(TrainRecipe(batch_size=BATCH), mean=MEAN, std=STD, augment=True, device="cpu", progress=False)
+    trainer = Trainer(TrainRecipe(batch_size=BATCH), mean=MEAN, std=STD, augment=True, device=DEVICE, progress=False)
     rows = []
     for arch in RATE_ARCHS:
         row: list[object] = [f"A({arch.blocks},{arch.stacks})"]
@@ -165,7 +181,15 @@ def main() -> None:
     parser.add_argument("--rate-reps", type=int, default=2, help="repetitions per samples/s cell")
     parser.add_argument("--only-ratio", action="store_true", help="skip the samples/s table (implies --no-write)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+    parser.add_argument("--device", default="cpu", help="cpu (the BENCHMARKS.md table), cuda or auto")
     args = parser.parse_args()
+    global DEVICE
+    try:
+        DEVICE = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    if DEVICE.type != "cpu":
+        args.no_write = True  # the written table is the CPU one; GPU numbers are printed
 
     began = time.perf_counter()
     data = make_data()
@@ -174,7 +198,7 @@ def main() -> None:
     minutes = (time.perf_counter() - began) / 60
 
     body = "\n\n".join([
-        "## Trainer throughput (CPU)",
+        f"## Trainer throughput ({DEVICE.type.upper()})",
         f"Command: `{command_line()}` ({minutes:.1f} min). Machine: {machine_line()}.",
         f"Batch {BATCH}, random 32x32 RGB images, 10 classes, SGD (momentum 0.9, weight decay 5e-4). "
         "*bare* = the plainest loop on pre-built normalised float tensors; *Trainer* = `Trainer.fit` timed "
