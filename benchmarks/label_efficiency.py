@@ -1,7 +1,9 @@
 """Label efficiency and search cost of active-iNAS against fixed architectures (issue: the CPU CIFAR-10 protocol).
 
 Runs every (configuration, seed) pair of the study as an independent run directory under --runs-dir,
-skipping finished runs and resuming interrupted ones, so the study can be run in pieces:
+as the tasks of one sweep (``inas_plugins.sweep``: each run an ``inas run`` process, on a local Ray or
+a cluster with --address), skipping finished runs and resuming interrupted ones, so the study can be
+run in pieces:
 
     python benchmarks/label_efficiency.py --data-dir ~/data/cifar10 --only inas-sr fixed1x2-sr --seeds 0
     python benchmarks/label_efficiency.py --data-dir ~/data/cifar10            # everything, 3 seeds
@@ -30,10 +32,11 @@ from _report import machine_line, markdown_table, write_section  # noqa: E402
 from inas_plugins.checkpoint import load_checkpoint  # noqa: E402
 from inas_plugins.config import RunConfig, flat_config, resolve_config  # noqa: E402
 from inas_plugins.data import load_dataset  # noqa: E402
-from inas_plugins.loop import ActiveRun  # noqa: E402
+from inas_plugins.ray_cluster import connect, local_cpus  # noqa: E402
 from inas_plugins.plots import plot_report  # noqa: E402
 from inas_plugins.report import build_report, format_curve_table, format_report_table, normalised_auc  # noqa: E402
 from inas_plugins.results import load_results  # noqa: E402
+from inas_plugins.sweep import SweepRun, execute, flags_from_overrides, option_args, prepare  # noqa: E402
 
 # The plain search of the paper: candidates trained for 1/4 of the schedule. Pinned, so the study stays
 # the same when the cpu preset adopts a cheaper search (it now uses 1/8, from the evidence below).
@@ -57,31 +60,62 @@ STUDY: dict[str, dict] = {
     "inas-random": study("random"),
     "inas-mc": study("mc_dropout"),
     "inas-coreset": study("coreset"),
-    # Cheaper searches, each against inas-sr on the same seeds.
-    "inas-sr-inherit": study("softmax_response", inherit_weights=True),
+    # Cheaper searches, each against inas-sr on the same seeds. Inheritance draws V' from labels the parent
+    # never saw (issue 13); runs of the leaky version were named inas-sr-inherit, so the name changed with it.
+    "inas-sr-inherit-unseen": study("softmax_response", inherit_weights=True),
     "inas-sr-halving": study("softmax_response", successive_halving=True),
     "inas-sr-premature8": study("softmax_response", premature_fraction=0.125),
+    # The low-budget query functions with iNAS.
+    "inas-badge": study("badge"),
+    "inas-typiclust": study("typiclust"),
+    "inas-probcover": study("probcover"),
+    # Fair baselines: each fixed network with every query function iNAS is run with, so every
+    # "iNAS vs fixed" cell compares equal query functions (the -sr ones are above).
+    **{f"fixed{arch}-{short}": study(heuristic, arch=arch)
+       for arch in ("1x2", "2x4")
+       for short, heuristic in (("random", "random"), ("mc", "mc_dropout"), ("coreset", "coreset"),
+                                ("badge", "badge"), ("typiclust", "typiclust"), ("probcover", "probcover"))},
+    # What might close the gap to the hindsight-best fixed network (issue 13), each against inas-sr:
+    "inas-sr-iter2": study("softmax_response", iterations=2),
+    # Up to 7 iterations reach 4x4 from 1x1 in the cpu preset's 4x4 space: the search runs until A stops changing.
+    "inas-sr-iterconverge": study("softmax_response", iterations=7),
+    "inas-sr-earlystop": study("softmax_response", premature_schedule="early_stop"),  # the paper's schedule
+    "inas-sr-start2x2": {**study("softmax_response"), "start_arch": "2x2"},
 }
 PLOT_PATH = Path(__file__).resolve().parent / "label_efficiency.png"
 
 
-def run_one(name: str, seed: int, data, runs_dir: Path, quiet: bool) -> Path:
+def sweep_run(name: str, seed: int, data_dir: Path, runs_dir: Path) -> SweepRun:
+    """The study's (configuration, seed) as one run of the sweep, into ``runs_dir/<name>-seed<N>``."""
     run_dir = runs_dir / f"{name}-seed{seed}"
     config = resolve_config({"dataset": "folder", "seed": seed, **STUDY[name]}, preset="cpu")
     saved = run_dir / "config.json"
-    if saved.exists() and saved_config(saved) != config.to_dict():
+    if saved.exists() and _comparable(saved_config(saved)) != _comparable(config.to_dict()):
         raise SystemExit(f"{run_dir} was made with another configuration (the cpu preset changed?); "
                          "pass a new --runs-dir or move the old runs away")
-    resume = (run_dir / "checkpoint.pt").exists()
-    if resume and load_results(run_dir).get("status") == "complete":
-        print(f"{run_dir.name}: complete, skipped")
-        return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{run_dir.name}: {'resuming' if resume else 'starting'}")
-    began = time.perf_counter()
-    ActiveRun(config, data, run_dir, progress=not quiet, log=lambda line: print(f"  {line}")).run(resume=resume)
-    print(f"{run_dir.name}: {time.perf_counter() - began:.0f} s")
-    return run_dir
+    flags = {"dataset": "folder", "data-dir": str(data_dir.resolve()), "preset": "cpu", "seed": seed,
+             **flags_from_overrides(STUDY[name])}
+    return SweepRun(run_dir.name, tuple(option_args(flags)))
+
+
+def _comparable(config: dict | None) -> dict | None:
+    """A configuration without where the data lives (the sweep passes --data-dir; older runs had none)."""
+    return None if config is None else {k: v for k, v in config.items() if k not in ("data_dir", "data_identity")}
+
+
+def run_study(runs: list[SweepRun], runs_dir: Path, cpus_per_run: float, address: str | None) -> None:
+    """Every run as a task of one sweep (inas_plugins.sweep): complete runs skipped, interrupted ones resumed."""
+    import ray
+
+    prepare(runs_dir, runs, None, extend=True)
+    owned = connect(address)
+    try:
+        summary = execute(runs_dir, runs, cpus_per_run=cpus_per_run)
+    finally:
+        if owned:
+            ray.shutdown()
+    for name, error in summary.failed.items():
+        print(f"{name}: failed: {error} (log: {runs_dir / 'logs' / name}.log)")
 
 
 def saved_config(path: Path) -> dict | None:
@@ -141,7 +175,7 @@ def balance_rows(run_dirs: list[Path], train_labels: np.ndarray, class_names: li
     return rows
 
 
-CHEAPER_SEARCHES = ("inas-sr-inherit", "inas-sr-halving", "inas-sr-premature8")
+CHEAPER_SEARCHES = ("inas-sr-inherit-unseen", "inas-sr-halving", "inas-sr-premature8")
 PLAIN_SEARCH = "inas-sr"
 
 
@@ -262,6 +296,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=sorted(STUDY), help="configurations to run (default: all)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the tables from existing runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--cpus-per-run", type=float, default=local_cpus(),
+                        help="CPUs (torch threads) per run; the default runs one at a time, so timings stay comparable")
+    parser.add_argument("--address", help="run the study on this Ray cluster (see `inas sweep --address`)")
     args = parser.parse_args()
 
     began = time.perf_counter()
@@ -272,9 +309,9 @@ def main() -> None:
                             limit_test=preset.limit_test, progress=not args.quiet)
         print(data.describe())
     if not args.report_only:
-        for name in args.only or list(STUDY):
-            for seed in args.seeds:
-                run_one(name, seed, data, args.runs_dir, args.quiet)
+        runs = [sweep_run(name, seed, args.data_dir, args.runs_dir) for name in args.only or list(STUDY)
+                for seed in args.seeds]
+        run_study(runs, args.runs_dir, args.cpus_per_run, args.address)
     finished = sorted(path.parent for path in args.runs_dir.glob("*-seed*/results.json"))
     report(finished, None if args.report_only else time.perf_counter() - began, data)
 

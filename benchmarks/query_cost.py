@@ -1,6 +1,7 @@
-"""What a query costs: MC-dropout sampled in the head only vs the whole network, and coreset timing.
+"""What a query costs: MC-dropout sampled in the head only vs the whole network, coreset, and the
+low-budget query functions (BADGE, TypiClust, ProbCover) on a 50,000-point pool.
 
-    python benchmarks/query_cost.py            # the full run (about 1-2 minutes on 2 idle CPU cores)
+    python benchmarks/query_cost.py            # the full run (a few minutes on 2 idle CPU cores)
     python benchmarks/query_cost.py --quick    # small sizes, to check the script
 
 Writes the section "query-cost" of BENCHMARKS.md.
@@ -12,6 +13,11 @@ Writes the section "query-cost" of BENCHMARKS.md.
 2. Coreset. Greedy k-center on random float32 embeddings, labelled points as the initial centres.
    Memory: the analytic extra beyond the embeddings themselves, and the growth of the process's
    resident-set high-water mark during the call (a measurement, coarse: the allocator may reuse pages).
+3. BADGE, TypiClust, ProbCover at the cpu preset's sizes: 128-wide embeddings (what its networks
+   give), 10 classes, the last round's 1,600 labelled points and 1,600 picks, on a 50,000-point
+   pool. The embeddings are a mixture of 10 Gaussian clusters (class-like structure: ProbCover's
+   radius and graph depend on it; uniform noise would make every ball nearly empty), the
+   probabilities a softmax of random logits.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command_line, machine_line, markdown_table, write_section  # noqa: E402
 
 from inas_plugins import Arch, build_inas_resnet  # noqa: E402
-from inas_plugins.heuristics import collect_outputs, k_center_greedy  # noqa: E402
+from inas_plugins.heuristics import ModelOutputs, collect_outputs, create_heuristic, k_center_greedy  # noqa: E402
 from inas_plugins.heuristics.coreset import DEFAULT_CHUNK_ELEMENTS  # noqa: E402
+from inas_plugins.training.sources import InputFormat, TensorSource  # noqa: E402
 
 MC_SAMPLES = 100
 BATCH_SIZE = 512
@@ -56,8 +63,11 @@ def interleaved_best(repeats: int, runs: dict[str, object]) -> dict[str, float]:
     return best
 
 
+FORMAT = InputFormat.uint8([0.5] * 3, [0.25] * 3)  # uint8 images -> (x / 255 - 0.5) / 0.25
+
+
 def preprocess(batch: torch.Tensor) -> torch.Tensor:
-    return (batch.float() / 255.0 - 0.5) / 0.25
+    return FORMAT.prepare(batch, torch.device("cpu"))
 
 
 def mc_dropout_rows(base_width: int, pool_size: int, subset: int | None,
@@ -66,12 +76,11 @@ def mc_dropout_rows(base_width: int, pool_size: int, subset: int | None,
     torch.manual_seed(0)
     model = build_inas_resnet(Arch(2, 4), num_classes=10, base_width=base_width, drop_rate=0.5).eval()
     images = torch.randint(0, 256, (pool_size, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    no_labelled = images[:0]
+    pool = TensorSource(images, None, FORMAT)
     runs = {
-        "deterministic": lambda: collect_outputs(model, images, no_labelled, {"probs"}, preprocess=preprocess,
-                                                 batch_size=BATCH_SIZE),
-        "head_only": lambda: collect_outputs(model, images, no_labelled, {"probs", "mc_probs"}, preprocess=preprocess,
-                                             batch_size=BATCH_SIZE, mc_samples=MC_SAMPLES),
+        "deterministic": lambda: collect_outputs(model, pool, None, {"probs"}, batch_size=BATCH_SIZE),
+        "head_only": lambda: collect_outputs(model, pool, None, {"probs", "mc_probs"}, batch_size=BATCH_SIZE,
+                                             mc_samples=MC_SAMPLES),
     }
     if subset:
         full_model = MCDropoutModule(copy.deepcopy(model)).eval()
@@ -121,6 +130,47 @@ def coreset_rows(configs: list[tuple[int, int, int, int]]) -> list[list[object]]
     return rows
 
 
+def clustered_outputs(pool_size: int, labelled_size: int, width: int, classes: int) -> ModelOutputs:
+    """Embeddings from ``classes`` Gaussian clusters and softmax probabilities of random logits."""
+    generator = torch.Generator().manual_seed(0)
+    total = pool_size + labelled_size
+    centres = torch.randn(classes, width, generator=generator) * 0.6  # overlapping, as a small network's classes
+    which = torch.randint(0, classes, (total,), generator=generator)
+    embeddings = centres[which] + torch.randn(total, width, generator=generator)
+    probs = torch.softmax(torch.randn(pool_size, classes, generator=generator) * 2.0, dim=1).numpy()
+    return ModelOutputs(probs=probs, pool_embeddings=embeddings[:pool_size].contiguous(),
+                        labelled_embeddings=embeddings[pool_size:].contiguous())
+
+
+def low_budget_rows(pool_size: int, labelled_size: int, picks: int, width: int = 128,
+                    classes: int = 10) -> list[list[object]]:
+    """One row per query function: seconds for one query, and what memory it holds beyond its inputs."""
+    outputs = clustered_outputs(pool_size, labelled_size, width, classes)
+    total = pool_size + labelled_size
+    rows = []
+    for name in ("coreset", "badge", "typiclust", "probcover"):
+        heuristic = create_heuristic(name)
+        high_water_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        chosen = heuristic.select(outputs, picks, np.random.default_rng(0))
+        seconds = time.perf_counter() - start
+        high_water_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - high_water_before
+        assert len(np.unique(chosen)) == picks
+        if name == "coreset":
+            extra = "3N float32 + one 16M-float block"
+        elif name == "badge":
+            extra = f"N(C+D+4) floats: {pool_size * (classes + width + 4) * 8 / 2**20:.0f} MiB at most"
+        elif name == "typiclust":
+            extra = "k-means (scikit-learn) + one 16M-float block per cluster"
+        else:
+            stats = heuristic.last_stats
+            extra = (f"a few N-vectors + one 16M-double block (delta {stats['delta']:.2f}, "
+                     f"{stats['mean_ball']:.0f} points per ball, {stats['covered']:.0%} covered after the picks)")
+        rows.append([name, pool_size, width, labelled_size, picks, f"{seconds:.1f}", extra,
+                     f"{high_water_growth / 1024:.0f}"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
@@ -130,13 +180,17 @@ def main() -> None:
     if args.quick:
         coreset_configs = [(5_000, 64, 100, 200)]
         pool_size, subset, wide_pool_size, repeats = 256, 32, 64, 1
+        low_budget = (2_000, 200, 200)
     else:
         coreset_configs = [(10_000, 512, 1_000, 1_000), (50_000, 512, 2_000, 5_000)]
         pool_size, subset, wide_pool_size, repeats = 2_048, 64, 512, 3
+        low_budget = (50_000, 1_600, 1_600)
 
     load_before = os.getloadavg()[0]
     # Coreset first: the RSS high-water mark only says something while nothing larger ran before.
     coreset = coreset_rows(coreset_configs)
+    low_budget_table = markdown_table(["query function", "pool N", "dim D", "labelled M", "picks", "seconds",
+                                       "extra memory", "RSS high-water growth MiB"], low_budget_rows(*low_budget))
     mc_rows, head_ratio = mc_dropout_rows(16, pool_size, subset, repeats)
     wide_rows, wide_ratio = mc_dropout_rows(64, wide_pool_size, None, repeats)
     mc_rows += wide_rows
@@ -170,6 +224,22 @@ def main() -> None:
         "",
         "Memory is linear in N: a running minimum distance per pool point plus one bounded block while "
         "the labelled centres are folded in; each pick is one (N, D) x (D,) product.",
+        "",
+        "### Query functions for low budgets, at the cpu preset's sizes, CPU",
+        "",
+        "Embeddings: 10 overlapping Gaussian clusters in 128 dimensions (unit-variance centres and noise; the cpu "
+        "preset's networks have 128 features), "
+        "probabilities from random logits; the labelled set and the picks are the cpu preset's last round. "
+        "The RSS column only grows past the highest mark so far, so rows after the first are a lower bound.",
+        "",
+        low_budget_table,
+        "",
+        "None forms an N x N matrix. BADGE keeps the gradient embeddings factored ((p - onehot) and h) and "
+        "never forms the N x C*D matrix; TypiClust's cost is scikit-learn's k-means (500 clusters, "
+        "MiniBatchKMeans) plus neighbour distances within each cluster; ProbCover computes all N^2 distances "
+        "for its radius and again for the ball counts, and once more, at most, while picks cover new points, "
+        "in blocks, in float64, without storing the ball graph: quadratic time, linear memory, and the row to "
+        "watch on a CPU.",
     ])
     print(body)
     if not args.no_write:

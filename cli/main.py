@@ -6,7 +6,9 @@ import typer
 
 from . import report_cmd
 from . import run_cmd
+from . import sweep_cmd
 from . import heuristics_cmd, space_cmd
+from . import label_cmd
 
 app = typer.Typer(
     name="inas",
@@ -16,9 +18,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("run")(run_cmd.run)
+app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            epilog=sweep_cmd.EPILOG)(sweep_cmd.sweep)
 app.command("space")(space_cmd.space)
 app.command("heuristics")(heuristics_cmd.heuristics)
 app.command("report")(report_cmd.report)
+app.add_typer(label_cmd.app, name="label")
 
 
 @app.callback()

@@ -8,8 +8,6 @@ from typing import List, Optional
 
 import typer
 
-from inas_plugins.report import build_report, format_report_table, report_to_dict
-
 from .errors import fail
 
 
@@ -27,7 +25,8 @@ def report(
 ) -> None:
     """Compare runs: a table and one plot of the learning curves, mean ± std over seeds.
 
-    Runs whose configurations differ only in the seed (or device, data directory) form one group.
+    Runs whose configurations differ only in the seed (or device, data directory) form one group; runs on
+    different data (by the fingerprint each run stores) never do.
 
     Columns: final test accuracy; AUC, the area under the accuracy curve normalised to [0, 1] over the labelled range; AUC-GAIN (paper 5.4), the relative reduction of the 0-1 loss area against a passive (random-query) run of the same fixed architecture, "-" when there is none.
 
@@ -36,6 +35,7 @@ def report(
     Example: inas report runs/sr-1x2-s* runs/random-1x2-s* --out curves.png
     """
     from inas_plugins.plots import figure_format, plot_report
+    from inas_plugins.report import build_report, format_report_table, report_to_dict
 
     try:
         figure_format(out)

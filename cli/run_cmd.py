@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -44,6 +45,7 @@ def run(
     start_arch: Optional[str] = _setting("start-arch"),
     search_iterations: Optional[int] = _setting("search-iterations"),
     premature_fraction: Optional[float] = _setting("premature-fraction"),
+    premature_schedule: Optional[str] = _setting("premature-schedule"),
     inherit_weights: Optional[bool] = _setting("inherit-weights", boolean=True),
     successive_halving: Optional[bool] = _setting("successive-halving", boolean=True),
     augment: Optional[bool] = _setting("augment", boolean=True),
@@ -51,93 +53,222 @@ def run(
     pool_subset: Optional[int] = _setting("pool-subset"),
     limit_train: Optional[int] = _setting("limit-train"),
     limit_test: Optional[int] = _setting("limit-test"),
+    image_size: Optional[int] = _setting("image-size"),
     seed: Optional[int] = _setting("seed"),
     device: Optional[str] = _setting("device"),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<dataset>-<heuristic>-<inas|arch>-seed<N>)."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; round summaries only."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory (a complete run: "
+                                                      "its files are rewritten, nothing is trained). Setting flags may "
+                                                      "only repeat the run's values, except --data-dir (a moved copy "
+                                                      "of the same data) and --device."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (they are only drawn on a terminal; "
+                                                            "otherwise one line per round)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="Torch threads (default: the CPUs this process may use). Not a setting: "
+                                               "free to change on --resume."),
+    parallel_candidates: bool = typer.Option(False, "--parallel-candidates",
+                                             help="Train each search's candidates as parallel Ray tasks, each with "
+                                                  "--threads threads (or a GPU); same choices. Needs inas-plugins[ray]; "
+                                                  "plain search only."),
 ) -> None:
     """Run active learning with the iNAS search (or a fixed architecture) and write results and plots.
+
+    One process owns a run directory at a time; a second `inas run` on it is refused. A run killed at
+    any moment continues with --resume, ending as an uninterrupted run would.
+
+    Exit status: 0 done (also: resuming a complete run), 2 bad input or a directory in use, 130 interrupted.
 
     Examples:
       inas run                                          # digits, bundled, a few minutes on a CPU
       inas run --dataset folder --data-dir ~/data/cifar10 --preset cpu --heuristic coreset
+      inas run --dataset folder --data-dir ~/photos --image-size 64
       inas run --dataset cifar10 --arch 2x4 --heuristic random --seed 1
       inas run --resume runs/digits-softmax_response-inas-seed0
     """
     options = dict(locals())  # the option values, by parameter name
-    from inas_plugins.checkpoint import load_checkpoint
-    from inas_plugins.config import RunConfig, parse_schedule, resolve_config
+    from inas_plugins.rundir import holds_run
 
-    if resume is not None:
-        config_path = resume / "config.json"
-        try:
-            load_checkpoint(resume)
-            config = RunConfig.from_dict(json.loads(config_path.read_text()))
-        except FileNotFoundError:
-            raise fail(f"{resume} holds no run to resume (config.json is missing)")
-        except (ValueError, json.JSONDecodeError) as error:
-            raise fail(f"cannot resume {resume}: {error}")
-        if data_dir is not None:  # the copy may have moved since the run started
-            config.data_dir = str(data_dir)
-        run_dir = resume
-    else:
-        overrides = {entry.param: options[entry.param] for entry in RUN_FLAGS}
-        try:
-            if schedule is not None and query_size is not None:
-                raise ValueError("give either --query-size or --schedule, not both")
-            if schedule is not None:
-                overrides["query_schedule"] = parse_schedule(schedule)
-            if query_size is not None:
-                overrides["query_schedule"] = [[0, query_size]]
-            config = resolve_config(overrides, preset)
-        except ValueError as error:
-            raise fail(str(error))
-        run_dir = out or _default_run_dir(config)
-        if _holds_run(run_dir):
-            raise fail(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
-        _check_writable(run_dir)
+    lock = None
+    try:
+        if resume is not None:
+            config, lock = _prepare_resume(options)
+            run_dir = resume
+        else:
+            config, run_dir, lock = _prepare_new(options)
+        _execute(config, run_dir, resuming=resume is not None, quiet=quiet, threads=threads,
+                 parallel_candidates=parallel_candidates)
+    except KeyboardInterrupt:
+        started = lock is not None and holds_run(lock.run_dir)
+        hint = (f"continue with  inas run --resume {lock.run_dir}" if started
+                else "the run had not started; nothing was written")
+        typer.echo(f"\ninterrupted: {hint}", err=True)
+        raise typer.Exit(130)
+    finally:
+        if lock is not None:
+            lock.release(remove_if_unused=True)
 
+
+def _prepare_new(options: dict):
+    """Resolve and check the configuration, then own the run directory: (config, run_dir, lock)."""
+    from inas_plugins.config import parse_schedule, resolve_config
+
+    overrides = {entry.param: options[entry.param] for entry in RUN_FLAGS}
+    schedule, query_size = options["schedule"], options["query_size"]
+    try:
+        if schedule is not None and query_size is not None:
+            raise ValueError("give either --query-size or --schedule, not both")
+        if schedule is not None:
+            overrides["query_schedule"] = parse_schedule(schedule)
+        if query_size is not None:
+            overrides["query_schedule"] = [[0, query_size]]
+        config = resolve_config(overrides, options["preset"])
+    except ValueError as error:
+        raise fail(str(error))
     _check_choices(config)
+    if options["out"] is not None:
+        run_dir = options["out"]
+        _check_writable(run_dir)
+        lock = _lock(run_dir)
+        if _holds_run(run_dir):
+            lock.release()
+            raise fail(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
+        return config, run_dir, lock
+    return (config, *_lock_default_run_dir(config))
+
+
+def _prepare_resume(options: dict):
+    """Own the run directory, read its configuration and refuse conflicting flags: (config, lock)."""
+    from inas_plugins.checkpoint import load_checkpoint
+    from inas_plugins.config import RESUME_MAY_CHANGE, RunConfig, resume_conflicts
+
+    run_dir = options["resume"]
+    if options["out"] is not None:
+        raise fail("--out and --resume both name the run directory; give only --resume DIR")
+    others = [f"--{name.replace('_', '-')}" for name in ("preset", "query_size", "schedule") if options[name] is not None]
+    if others:
+        raise fail(f"{', '.join(others)} cannot change a run being resumed; leave {'them' if len(others) > 1 else 'it'} "
+                   f"out (may change on resume: {', '.join('--' + flag for flag in RESUME_MAY_CHANGE)})")
+    if not run_dir.is_dir() or not _holds_run(run_dir):
+        raise fail(f"{run_dir} holds no run to resume (config.json is missing)")
+    lock = _lock(run_dir)
+    try:
+        config_path = run_dir / "config.json"
+        try:
+            values = json.loads(config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise fail(f"{run_dir} holds no run to resume (config.json is missing)")
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise fail(f"cannot resume {run_dir}: {config_path} is not valid JSON ({_first_line(error)})")
+        try:
+            config = RunConfig.from_dict(values)
+        except ValueError as error:
+            raise fail(f"cannot resume {run_dir}: {config_path} is not a valid run configuration: {error}")
+        conflicts = resume_conflicts(config, {entry.param: options[entry.param] for entry in RUN_FLAGS})
+        if conflicts:
+            raise fail(f"cannot resume {run_dir} with {'; '.join(conflicts)}: a resumed run keeps its configuration "
+                       f"(may change on resume: {', '.join('--' + flag for flag in RESUME_MAY_CHANGE)}); "
+                       f"start a new run with --out for other settings")
+        if (run_dir / "checkpoint.pt").exists():
+            try:
+                load_checkpoint(run_dir)  # fail on a bad file before loading the data
+            except ValueError as error:
+                raise fail(f"cannot resume {run_dir}: {error}")
+        if options["data_dir"] is not None:  # the copy may have moved; the data identity is checked on load
+            config.data_dir = str(options["data_dir"])
+        if options["device"] is not None:
+            config.device = options["device"]
+        _check_choices(config)
+    except BaseException:
+        lock.release()
+        raise
+    return config, lock
+
+
+def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Optional[int] = None,
+             parallel_candidates: bool = False) -> None:
+    """Load the data, check it against the run, and run (or continue) the active loop."""
+    progress = not quiet and sys.stderr.isatty()  # bars redraw in place: only on a terminal
     _check_device(config.device)
+    pool = _candidate_pool(parallel_candidates, _set_threads(threads), config)
     typer.echo("configuration: " + json.dumps(config.to_dict(), sort_keys=True))
 
     from inas_plugins.data import DatasetError, load_dataset
     from inas_plugins.loop import ActiveRun
 
+    options = {"image_size": config.image_size} if config.image_size is not None else {}
     try:
         data = load_dataset(config.dataset, config.data_dir, seed=config.data_seed, limit_train=config.limit_train,
-                            limit_test=config.limit_test, progress=not quiet)
+                            limit_test=config.limit_test, progress=progress, **options)
+        data.check_for_run()
     except DatasetError as error:
         raise fail(str(error))
     typer.echo(data.describe())
     if config.initial > len(data.train):
-        raise fail(f"--initial {config.initial} is larger than the training pool ({len(data.train)} images)")
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    typer.echo(f"run directory: {run_dir}")
-    active_run = ActiveRun(config, data, run_dir, progress=not quiet, log=typer.echo)
+        raise fail(f"--initial {config.initial} is larger than the training pool ({len(data.train)} images); "
+                   f"lower --initial")
+    what = f"cannot resume {run_dir}" if resuming else "cannot start the run"
     try:
-        rounds = active_run.run(resume=resume is not None)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: continue with  inas run --resume {run_dir}", err=True)
-        raise typer.Exit(130)
+        active_run = ActiveRun(config, data, run_dir, progress=progress, log=typer.echo, **pool)
+        state = active_run.start_state(resume=resuming)
+    except ValueError as error:
+        hint = " (--data-dir may only point to a copy of the same data)" if "not the run's" in str(error) else ""
+        raise fail(f"{what}: {error}{hint}")
+    typer.echo(f"run directory: {run_dir}")
+    rounds = active_run.run(resume=resuming, state=state)
     final = rounds[-1]
     typer.echo(f"done: {final['labelled']} labels, final arch {final['arch'][0]}x{final['arch'][1]}, "
                f"test accuracy {final['test_accuracy']:.4f}; results in {run_dir}")
 
 
-def _default_run_dir(config) -> Path:
+def _lock(run_dir: Path):
+    """Own ``run_dir`` (created if needed) before anything is written into it; stale temp files go."""
+    from inas_plugins.rundir import RunDirError, RunDirLock, remove_stale_temp_files
+
+    lock = RunDirLock(run_dir)
+    try:
+        lock.acquire()
+    except RunDirError as error:
+        raise fail(str(error))
+    removed = remove_stale_temp_files(run_dir)
+    if removed:
+        typer.echo(f"removed {len(removed)} temporary file(s) an interrupted write left in {run_dir}")
+    return lock
+
+
+def _lock_default_run_dir(config):
+    """runs/<dataset>-<heuristic>-<inas|fixedAxB>-seed<N>, or the first -2, -3, ... free and not in use."""
+    from inas_plugins.rundir import RunDirBusy, RunDirLock, remove_stale_temp_files
+
     model = f"fixed{config.arch}" if config.arch else "inas"
     base = Path("runs") / f"{config.dataset}-{config.query.heuristic}-{model}-seed{config.seed}"
     candidate, suffix = base, 2
-    while _holds_run(candidate):
+    while True:
+        if not _holds_run(candidate):
+            _check_writable(candidate)
+            lock = RunDirLock(candidate)
+            try:
+                lock.acquire()
+            except RunDirBusy:
+                lock = None
+            except Exception as error:
+                raise fail(str(error))
+            if lock is not None:
+                if not _holds_run(candidate):
+                    remove_stale_temp_files(candidate)
+                    return candidate, lock
+                lock.release()
         candidate, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
-    return candidate
 
 
 def _holds_run(run_dir: Path) -> bool:
-    return (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()
+    from inas_plugins.rundir import holds_run
+
+    return holds_run(run_dir)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -152,11 +283,13 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def _check_choices(config) -> None:
-    from inas_plugins.data import available_datasets
+    from inas_plugins.data import available_datasets, get_spec
     from inas_plugins.heuristics import create_heuristic
 
     if config.dataset not in available_datasets():
         raise fail(f"unknown dataset {config.dataset!r}; choose one of {', '.join(available_datasets())}")
+    if config.image_size is not None and not get_spec(config.dataset).uses_data_dir:
+        raise fail(f"--image-size applies to images read from disk (--dataset folder); {config.dataset} is built in")
     try:
         create_heuristic(config.query.heuristic)
     except ValueError as error:
@@ -172,3 +305,31 @@ def _check_device(device: str) -> None:
         raise fail("--device cuda was asked for but CUDA is not available; use --device cpu or auto")
     resolved = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     typer.echo(f"device: {resolved}" + (" (no CUDA available)" if device == "auto" and resolved == "cpu" else ""))
+
+
+def _set_threads(threads: Optional[int]) -> int:
+    """Torch's thread count for this run: --threads, or the CPUs this process may use. Runs side by
+    side (``inas sweep``) each get their share; two runs with all cores each oversubscribe the CPU."""
+    import torch
+
+    from inas_plugins.ray_cluster import local_cpus
+
+    threads = threads or local_cpus()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _candidate_pool(parallel: bool, threads: int, config) -> dict:
+    """``{"candidate_pool": CandidatePool}`` for ``ActiveRun`` with --parallel-candidates, else ``{}``."""
+    if not parallel or not config.uses_search:
+        return {}
+    if config.search.successive_halving:
+        raise fail("--parallel-candidates trains the plain search only; drop --successive-halving or --parallel-candidates")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise fail("--parallel-candidates needs Ray: pip install 'inas-plugins[ray]'")
+    from inas_plugins.parallel import CandidatePool
+
+    typer.echo(f"parallel candidates: Ray tasks with {threads} thread(s) each")
+    return {"candidate_pool": CandidatePool(threads)}

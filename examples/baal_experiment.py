@@ -2,77 +2,121 @@
 
 The experiment runs baal's train / evaluate / predict / label cycle by itself until the labelling
 budget is spent. Handing it an ``INASModelWrapper`` instead of a ``ModelWrapper`` makes every round
-search the architecture (from the previous round's) before training. Two baal details matter here:
+search the architecture (from the previous round's) before training; the dataset is streamed with its
+random transform drawn every epoch, as baal does. Two baal details matter here:
 
 * Before every round the experiment restores a snapshot of the wrapper's first state to reset the
   weights. ``INASModelWrapper.load_state_dict`` recognises its own earlier snapshot and resets the
   weights without rewinding the architecture, so the search still grows from round to round.
-* ``pool_size`` is left unset on purpose: with it, baal ranks a random subset of the pool but labels
-  the ranks as if they were pool positions (it never maps them back), i.e. the wrong items.
+* ``pool_size`` is left unset on purpose: with it, baal 2.1 ranks a random subset of the pool but
+  labels the ranks as if they were pool positions (it never maps them back), i.e. the wrong items.
 
-    python examples/baal_experiment.py
+The heuristic is any registered one (``inas heuristics``), turned into a baal heuristic by
+``wrapper.heuristic(name, query_size=...)``: BALD by default, ``--heuristic coreset`` for coreset.
+``iterations`` is the number of MC-dropout samples, for the query and for baal's averaged test
+predictions; the wrapper samples the classifier head at ``QueryOptions.mc_dropout_rate`` (0.5).
+
+    python examples/baal_experiment.py                        # BALD, 4 rounds
+    python examples/baal_experiment.py --heuristic coreset
+    python examples/baal_experiment.py --steps 2 --epochs 2   # a quick look
 """
+
+import argparse
 
 import numpy as np
 import torch
 from baal.active import ActiveLearningDataset
-from baal.active.heuristics import BALD
 from baal.active.stopping_criteria import LabellingBudgetStoppingCriterion
 from baal.experiments.base import ActiveLearningExperiment
 from baal.modelwrapper import TrainingArgs
 from baal.utils.metrics import Accuracy
 from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
+from torchvision import transforms
 
 from inas_plugins import Arch, INASModelWrapper, SearchSpace, build_inas_resnet
+from inas_plugins.heuristics import heuristic_names
+from inas_plugins.settings import QueryOptions, SearchOptions
+
+QUERY_SIZE = 100
 
 
-def digits_datasets(test_size: int = 400, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """The digits as (normalised float image, label) datasets, as ToTensor + Normalize would give."""
+class Digits(Dataset):
+    """8x8 digits as (normalised float image, label), with a transform like a torchvision dataset's."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        return (self.transform(image) if self.transform else image), int(self.labels[index])
+
+
+def digits_datasets(test_size: int = 400, seed: int = 0) -> tuple[Digits, Digits]:
+    """Training set (random rotations up to 10 degrees) and test set, normalised as ToTensor + Normalize would."""
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = (images - images.mean()) / images.std()
     labels = torch.tensor(digits.target)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     test, train = order[:test_size], order[test_size:]
-    return TensorDataset(images[train], labels[train]), TensorDataset(images[test], labels[test])
+    return (Digits(images[train], labels[train], transform=transforms.RandomRotation(10)),
+            Digits(images[test], labels[test]))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--heuristic", default="bald", choices=heuristic_names(), metavar="NAME",
+                        help="any registered heuristic (`inas heuristics`), e.g. coreset, softmax_response")
+    parser.add_argument("--steps", type=int, default=4, help="active rounds (default 4)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs per round (default 30)")
+    options = parser.parse_args()
+    for name in ("steps", "epochs"):
+        if getattr(options, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(options, name)}")
+    return options
 
 
 def main() -> None:
+    options = parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
     torch.set_num_threads(1)  # networks this small run fastest on one CPU thread
     train_set, test_set = digits_datasets()
-    al_dataset = ActiveLearningDataset(train_set)
-    al_dataset.label_randomly(100)
+    al_dataset = ActiveLearningDataset(train_set, pool_specifics={"transform": None})
+    al_dataset.label_randomly(QUERY_SIZE)
 
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
+    model = build_inas_resnet(Arch(1, 1), num_classes=10, in_chans=1, base_width=8, drop_rate=0.2)
     args = TrainingArgs(
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4),
         criterion=nn.CrossEntropyLoss(),
         batch_size=32,
-        epoch=30,
+        epoch=options.epochs,
         use_cuda=torch.cuda.is_available(),
         workers=0,  # the data is a few in-memory tensors: worker processes would cost more than they save
     )
 
     # Plain baal:  wrapper = ModelWrapper(model, args)
-    wrapper = INASModelWrapper(  # iNAS: the only changed line
-        build_inas_resnet(Arch(1, 1), num_classes=10, in_chans=1, base_width=8, drop_rate=0.2), args,
-        space=SearchSpace(max_blocks=4, max_stacks=3), progress=False,
-    )
+    wrapper = INASModelWrapper(model, args, space=SearchSpace(max_blocks=4, max_stacks=3),  # iNAS: the changed line
+                               search=SearchOptions(premature_fraction=0.25), query=QueryOptions(mc_dropout_rate=0.5),
+                               progress=False)
     wrapper.add_metric("accuracy", lambda: Accuracy())
 
     experiment = ActiveLearningExperiment(
         trainer=wrapper,
         al_dataset=al_dataset,
         eval_dataset=test_set,
-        heuristic=BALD(),
-        query_size=100,
-        iterations=10,  # MC-dropout samples for BALD and for the averaged test predictions
-        criterion=LabellingBudgetStoppingCriterion(al_dataset, labelling_budget=400),
+        # Plain baal: heuristic=BALD() -- still fine; wrapper.heuristic also knows coreset, softmax_response, ...
+        heuristic=wrapper.heuristic(options.heuristic, query_size=QUERY_SIZE),
+        query_size=QUERY_SIZE,
+        iterations=20,  # MC-dropout samples for the query and for the averaged test predictions
+        criterion=LabellingBudgetStoppingCriterion(al_dataset, labelling_budget=options.steps * QUERY_SIZE),
     )
+    print(f"heuristic {options.heuristic}, start {wrapper.arch}, {options.epochs} epochs per round")
     records = experiment.start()
 
     for step, (record, search) in enumerate(zip(records, wrapper.search_history)):

@@ -67,7 +67,8 @@ def fake_outputs(pool_size: int = 200, classes: int = 10, width: int = 16, seed:
     logits = rng.normal(size=(pool_size, classes)) * sharpness
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
-    outputs = ModelOutputs(probs=probs.astype(np.float32), pool_embeddings=torch.tensor(embeddings, dtype=torch.float32),
+    outputs = ModelOutputs(probs=probs.astype(np.float32),
+                           pool_embeddings=torch.tensor(embeddings, dtype=torch.float32),
                            labelled_embeddings=torch.empty(0, width))
     return outputs, cluster
 

@@ -24,6 +24,7 @@ import numpy as np
 from baal.active.heuristics import AbstractHeuristic
 
 from .heuristics import QueryHeuristic, ScoreHeuristic, create_heuristic
+from .heuristics.base import check_picks  # noqa: F401  (re-exported: it lived here before)
 
 if TYPE_CHECKING:
     from .wrapper import INASModelWrapper
@@ -78,19 +79,3 @@ class BaalQuery(AbstractHeuristic):
 
     def __repr__(self) -> str:
         return f"BaalQuery({self.query.name!r}, query_size={self.query_size})"
-
-
-def check_picks(picks: Any, n: int, pool_size: int, name: str) -> np.ndarray:
-    """The picks as int64, or one line naming the heuristic and what is wrong with them."""
-    array = np.asarray(picks)
-    if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"heuristic {name!r} must return a 1-d array of integer pool positions, got "
-                         f"{array.dtype} of shape {array.shape}")
-    array = array.astype(np.int64)
-    if len(array) != n:
-        raise ValueError(f"heuristic {name!r} returned {len(array)} picks, not the {n} asked for")
-    if array.size and (array.min() < 0 or array.max() >= pool_size):
-        raise ValueError(f"heuristic {name!r} returned positions outside the pool of {pool_size} (0..{pool_size - 1})")
-    if len(np.unique(array)) != len(array):
-        raise ValueError(f"heuristic {name!r} returned the same pool position more than once")
-    return array

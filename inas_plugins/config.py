@@ -76,10 +76,14 @@ class RunConfig:
     # Data size limits (the cpu preset shrinks CIFAR) and run control.
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
+    image_size: Optional[int] = None  # folders of photos: shorter side resized to this, then centre-cropped square
     seed: int = 0
     data_seed: int = 0  # fixed across run seeds, so every seed sees the same train/test split
     device: str = "auto"
     preset: Optional[str] = None
+    # What the run was trained on (see :data:`DATA_IDENTITY_KEYS`), filled in once the data is loaded,
+    # so a resume on other data, or a report that averages runs on different data, can be refused.
+    data_identity: Optional[dict] = None
     # The settings sections (paper section 5.1 recipe, Algorithm 1, the query functions).
     train: TrainRecipe = field(default_factory=TrainRecipe)
     search: SearchOptions = field(default_factory=SearchOptions)
@@ -146,8 +150,20 @@ class RunConfig:
             space.check(self.fixed_arch)
         if self.initial < 1:
             raise ValueError(f"--initial must be at least 1, got {self.initial}")
+        if self.uses_search and self.initial < MIN_INITIAL_FOR_SEARCH:
+            raise ValueError(f"--initial must be at least {MIN_INITIAL_FOR_SEARCH} with the iNAS search (it holds out "
+                             f"part of the labelled set to score candidates), got {self.initial}; or fix the "
+                             f"architecture with --arch")
         if self.budget < self.initial:
-            raise ValueError(f"--budget ({self.budget}) is below the initial labelled set (--initial {self.initial})")
+            raise ValueError(f"--budget ({self.budget}) is below the initial labelled set (--initial {self.initial}); "
+                             f"raise --budget or lower --initial")
+        for name in ("seed", "data_seed"):
+            if not 0 <= getattr(self, name) <= MAX_SEED:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, {MAX_SEED}], got {getattr(self, name)}")
+        if self.image_size is not None and not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"--image-size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}")
+        if self.data_identity is not None:
+            check_data_identity(self.data_identity)
         if not self.query_schedule or any(len(step) != 2 or step[1] < 1 or step[0] < 0 for step in self.query_schedule):
             raise ValueError("the query schedule needs steps FROM:BATCH with FROM >= 0 and BATCH >= 1, e.g. 0:2000,10000:5000")
         if self.base_width < 1:
@@ -158,6 +174,52 @@ class RunConfig:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         return self
+
+
+# numpy's legacy RandomState (baal's ActiveLearningDataset) takes seeds below 2**32.
+MAX_SEED = 2**32 - 1
+# The search holds out a validation share of the labelled set: it needs one point on each side.
+MIN_INITIAL_FOR_SEARCH = 2
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
+
+# The dataset identity a run stores: key -> (check, what it must be). ``path`` is where the data was
+# read from (allowed to change: a moved copy); the rest must match on resume and groups runs in reports.
+DATA_IDENTITY_KEYS: dict[str, tuple[Any, str]] = {
+    "kind": (lambda v: isinstance(v, str) and bool(v), "a dataset name"),
+    "path": (lambda v: v is None or isinstance(v, str), "a path or null"),
+    "train": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a count"),
+    "test": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a count"),
+    "image_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v),
+                   "[height, width]"),
+    "channels": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a channel count"),
+    "classes": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of class names"),
+    "files": (lambda v: v is None or isinstance(v, str), "a fingerprint or null"),
+    "fingerprint": (lambda v: isinstance(v, str) and bool(v), "a fingerprint"),
+}
+DATA_IDENTITY_MAY_CHANGE = ("path",)
+
+
+def check_data_identity(identity: Any) -> dict:
+    """One-line ValueError unless ``identity`` has exactly the keys of :data:`DATA_IDENTITY_KEYS`, well typed."""
+    if not isinstance(identity, dict):
+        raise ValueError(f"data_identity must be an object, got {_json_type(identity)}")
+    if set(identity) != set(DATA_IDENTITY_KEYS):
+        raise ValueError(f"data_identity must have the keys {sorted(DATA_IDENTITY_KEYS)}, got {sorted(identity)}")
+    for key, (check, what) in DATA_IDENTITY_KEYS.items():
+        if not check(identity[key]):
+            raise ValueError(f"data_identity.{key} must be {what}, got {identity[key]!r}")
+    return identity
+
+
+def identity_differences(stored: dict, found: dict) -> list[str]:
+    """``key: stored -> found`` for every identity key that may not change and did."""
+    return [f"{key} {_short_value(stored.get(key))} -> {_short_value(found.get(key))}"
+            for key in DATA_IDENTITY_KEYS if key not in DATA_IDENTITY_MAY_CHANGE and stored.get(key) != found.get(key)]
+
+
+def _short_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 OWN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.name not in SECTIONS)
@@ -288,12 +350,14 @@ def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
 
 _FLAT_NAMES = {setting: key for key, setting in LEGACY_KEYS.items()}
 _SECTION_DEFAULTS = {name: cls().to_dict() for name, cls in SECTIONS.items()}
-_LEGACY_ORDER = ("dataset", "data_dir", "heuristic", "arch", "start_arch", "max_blocks", "max_stacks", "block",
+_LEGACY_ORDER = ("dataset", "data_dir", "image_size", "heuristic", "arch", "start_arch", "max_blocks", "max_stacks", "block",
                  "initial", "query_schedule", "budget", "pool_subset", "epochs", "epoch_size", "batch_size", "lr",
                  "momentum", "weight_decay", "augment", "base_width", "drop_rate", "val_fraction",
                  "premature_fraction", "search_iterations", "inherit_weights", "successive_halving", "mc_samples",
                  "mc_dropout_rate", "limit_train", "limit_test", "seed", "data_seed", "device", "preset")
 _MISSING = object()
+# Run fields added after the flat layout: left out of the flat view while unset (None).
+_NEWER_OWN_FIELDS = ("image_size", "data_identity")
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +371,8 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     newer: dict[str, Any] = {}
     for key, value in config.items():
+        if key in _NEWER_OWN_FIELDS and value is None:
+            continue  # older runs did not have it, and all ran as if it were unset
         if key in SECTIONS and isinstance(value, dict):
             for name, setting in value.items():
                 legacy = _FLAT_NAMES.get((key, name))
@@ -358,6 +424,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("search-iterations", "search", "iterations", "T_iNAS: search iterations per round (paper: 1)."),
     Flag("premature-fraction", "search", "premature_fraction",
          "Share of the schedule a candidate trains for (paper and default: 0.25; cpu preset: 0.125)."),
+    Flag("premature-schedule", "search", "premature_schedule",
+         "How candidates train for that share: compressed (the whole schedule squeezed into it; default, cpu and "
+         "quick presets) or early_stop (the full schedule stopped early; the paper's, paper preset)."),
     Flag("inherit-weights", "search", "inherit_weights", "Grown candidates start from their parent's weights."),
     Flag("successive-halving", "search", "successive_halving", "Train candidates briefly, continue only the better ones."),
     Flag("augment", None, "augment", "Force augmentation on or off (default: the dataset's own)."),
@@ -365,10 +434,33 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("pool-subset", "query", "pool_subset", "Rank only a random subset of this many pool points per round."),
     Flag("limit-train", None, "limit_train", "Use a stratified subset of the training pool."),
     Flag("limit-test", None, "limit_test", "Use a stratified subset of the test set."),
+    Flag("image-size", None, "image_size",
+         "Folders of photos: resize on decode so the shorter side is this many pixels (aspect kept), then "
+         "centre-crop a square of that size."),
     Flag("seed", None, "seed", "Seed of everything random in the run (default 0)."),
     Flag("device", None, "device", "auto (CUDA when available), cuda or cpu."),
 )
 FLAGS_BY_NAME: dict[str, Flag] = {entry.flag: entry for entry in RUN_FLAGS}
+# The flags ``inas run --resume DIR`` accepts with a value other than the run's: where the data lies
+# (the identity check still applies), which device and how many threads compute. Every other setting
+# flag must repeat the run's value or be left out: a resumed run keeps its configuration.
+RESUME_MAY_CHANGE: tuple[str, ...] = ("data-dir", "device", "threads", "parallel-candidates")
+
+
+def resume_conflicts(config: "RunConfig", values: dict[str, Any]) -> list[str]:
+    """``--flag VALUE (the run has X)`` for every given setting option (keyed by :attr:`Flag.param`,
+    None = not given) that would change the stored ``config``, except :data:`RESUME_MAY_CHANGE`."""
+    conflicts = []
+    for param, value in values.items():
+        entry = _FLAGS_BY_PARAM.get(param)
+        if entry is None or value is None or entry.flag in RESUME_MAY_CHANGE:
+            continue
+        owner = config if entry.section is None else getattr(config, entry.section)
+        stored = getattr(owner, entry.field)
+        given = os.fspath(value) if isinstance(value, os.PathLike) else value
+        if given != stored:
+            conflicts.append(f"--{entry.flag} {given} (the run has {stored})")
+    return conflicts
 _FLAGS_BY_PARAM: dict[str, Flag] = {entry.param: entry for entry in RUN_FLAGS}
 
 
@@ -414,13 +506,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "initial": 2000, "query_schedule": [[0, 2000], [10_000, 5000]], "budget": 50_000,
         "base_width": 64, "limit_train": None, "limit_test": None,
         "train": {"epochs": 200, "epoch_size": 50_000, "batch_size": 128},
+        "search": {"premature_schedule": "early_stop"},
         "query": {"mc_samples": 100},
     },
     "cpu": {
         "initial": 200, "query_schedule": [[0, 200], [400, 400], [800, 800], [1600, 1600]], "budget": 3200,
         "base_width": 16, "limit_train": 10_000, "limit_test": 2000, "max_blocks": 4, "max_stacks": 4,
         "train": {"epochs": 24, "epoch_size": 4000, "batch_size": 128},
-        "search": {"premature_fraction": 0.125},
+        "search": {"premature_fraction": 0.125, "premature_schedule": "compressed"},
         "query": {"mc_samples": 50, "pool_subset": None},
     },
     "quick": {

@@ -4,14 +4,29 @@ Each round: iNAS from the previous round's architecture on the labelled set (or 
 architecture for the baselines), train the chosen network on all labelled data, evaluate it on the
 test set, then query the next batch with the heuristic, until the budget is spent or the pool is
 empty. After every round the run directory gets a checkpoint and fresh results files.
+
+A run may be killed at any instant, so the order of the writes is part of the design (each write
+is atomic, :mod:`inas_plugins.atomic`):
+
+* start-up: config.json first (from then on the directory *holds a run*, and everything needed
+  to start it again is in it), then the round-0 checkpoint, then results.json/csv and the plots;
+* after each round: the checkpoint first (the state to continue from), then the results files;
+* on resume: config.json, the checkpoint when it is missing (a kill between config.json and the
+  first checkpoint), and every results file are rewritten from the checkpoint *before* anything
+  else happens, also when the run is already complete.
+
+So every prefix of these writes either resumes to the same end as an uninterrupted run or, before
+config.json exists, restarts cleanly; results files a kill left one round behind are made whole on
+the next ``--resume``. The directory itself is owned by one process (``inas_plugins.rundir``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
@@ -20,13 +35,19 @@ from torch import nn
 from torch.utils.data import Subset
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import RunConfig, identity_differences
 from .data import LoadedDataset
+from .checkpoint import CHECKPOINT_NAME
 from .heuristics import QueryHeuristic, collect_outputs, create_heuristic
+from .heuristics.base import check_picks
+from .heuristics.outputs import pool_scores, scores_in_chunks
 from .models import build_inas_resnet, count_parameters
 from .records import CandidateRecord, RoundRecord
 from .results import atomic_write_json, write_results
 from .search import inas_search
+
+if TYPE_CHECKING:
+    from .parallel import CandidatePool
 from .space import Arch
 from .training import Trainer
 from .training.sources import DataSource, InputFormat, TensorSource
@@ -90,21 +111,16 @@ def select_from_pool(
     pool_subset = config.query.pool_subset
     if pool_subset is not None and pool_subset < len(pool_oracle):
         candidates = np.sort(rng.choice(len(pool_oracle), size=max(pool_subset, n), replace=False))
-    outputs = collect_outputs(
-        model,
-        train_data.subset(torch.from_numpy(pool_oracle[candidates])),
-        train_data.subset(torch.from_numpy(al_dataset.labelled_indices())),
-        heuristic.needs,
-        mc_samples=config.query.mc_samples,
-        mc_dropout_rate=config.query.mc_dropout_rate,
-        seed=int(rng.integers(2**31)),
-        progress=progress,
-    )
-    picks_in_candidates = np.asarray(heuristic.select(outputs, n, rng), dtype=np.int64)
-    if len(np.unique(picks_in_candidates)) != len(picks_in_candidates) or len(picks_in_candidates) != n:
-        raise RuntimeError(f"heuristic {config.query.heuristic!r} returned {len(picks_in_candidates)} picks, "
-                           f"not {n} distinct ones")
-    return candidates[picks_in_candidates]
+    pool = train_data.subset(torch.from_numpy(pool_oracle[candidates]))
+    mc = dict(mc_samples=config.query.mc_samples, mc_dropout_rate=config.query.mc_dropout_rate,
+              seed=int(rng.integers(2**31)), progress=progress)
+    if scores_in_chunks(heuristic):  # one score per point, batch by batch: no (N, C, K) array
+        picks = heuristic.select_by_scores(pool_scores(model, pool, heuristic, **mc), n)
+    else:
+        outputs = collect_outputs(model, pool, train_data.subset(torch.from_numpy(al_dataset.labelled_indices())),
+                                  heuristic.needs, **mc)
+        picks = heuristic.select(outputs, n, rng)
+    return candidates[check_picks(picks, n, len(candidates), config.query.heuristic)]
 
 
 @dataclass
@@ -116,9 +132,20 @@ class ActiveRun:
     run_dir: Path
     progress: bool = True
     log: Callable[[str], None] = print
+    # Trains the search's candidates as parallel Ray tasks (inas_plugins.parallel); None: one by one.
+    candidate_pool: Optional["CandidatePool"] = None
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
+        found = self.dataset.identity()
+        if self.config.data_identity is None:
+            self.config = dataclasses.replace(self.config, data_identity=found)
+        else:
+            differences = identity_differences(self.config.data_identity, found)
+            if differences:
+                raise ValueError(f"the data is not the run's: {'; '.join(differences)}")
+            self.config = dataclasses.replace(self.config, data_identity={**self.config.data_identity,
+                                                                           "path": found["path"]})
         self.space = self.config.space
         self.heuristic = create_heuristic(self.config.query.heuristic)
         self.recipe = self.config.train
@@ -150,13 +177,58 @@ class ActiveRun:
         return Checkpoint(next_round=0, labelled_map=al_dataset.labelled_map.copy(), arch=start.as_list(),
                           rounds=[], model_state=None)
 
+    def start_state(self, resume: bool = False) -> Checkpoint:
+        """The state the run starts from: a new one, or (``resume``) the checkpoint checked against
+        this configuration and data. A directory whose run was killed before its first checkpoint
+        resumes from the new state, which is the same (seeded). One-line ValueError when the
+        checkpoint does not belong to this run."""
+        if not resume or not (self.run_dir / CHECKPOINT_NAME).exists():
+            return self._new_state()
+        state = load_checkpoint(self.run_dir)
+        self._check_state(state)
+        return state
+
+    def _check_state(self, state: Checkpoint) -> None:
+        where = f"checkpoint {self.run_dir / CHECKPOINT_NAME}"
+        pool = len(self.dataset.train)
+        if len(state.labelled_map) != pool:
+            raise ValueError(f"{where} labels a pool of {len(state.labelled_map)} images, but the data has {pool}")
+        if (state.labelled_map < 0).any():
+            raise ValueError(f"{where} is malformed: negative entries in its labelled map")
+        labelled = int((state.labelled_map > 0).sum())
+        expected = min(self.config.initial, pool) + sum(int(row.get("queried") or 0) for row in state.rounds)
+        if labelled != expected:
+            raise ValueError(f"{where} holds {labelled} labels, but its configuration and rounds account for {expected}")
+        try:
+            arch = self.space.check(Arch(*state.arch))
+            if self.config.fixed_arch is not None and arch != self.config.fixed_arch:
+                raise ValueError(f"architecture {arch} is not the run's fixed --arch {self.config.fixed_arch}")
+        except ValueError as error:
+            raise ValueError(f"{where} does not fit the run's configuration: {error}") from None
+        if state.model_state is not None:
+            model = self.build_model(arch)
+            try:
+                model.load_state_dict(state.model_state)
+            except RuntimeError as error:
+                first = str(error).strip().splitlines()[0]
+                raise ValueError(f"{where} holds weights that do not fit {arch}: {first}") from None
+            self._parent = (arch, model)
+
     # --- the loop ---------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> list[dict]:
-        state = load_checkpoint(self.run_dir) if resume else self._new_state()
-        if not resume:
-            atomic_write_json(self.run_dir / CONFIG_NAME, self.config.to_dict())
-            write_results(self.run_dir, self.config.to_dict(), [], status="running")
+    def run(self, resume: bool = False, state: Optional[Checkpoint] = None) -> list[dict]:
+        """Execute the run, or continue it (``resume``) from ``state`` (default: :meth:`start_state`)."""
+        if state is None:
+            state = self.start_state(resume)
+        config = self.config.to_dict()
+        if resume:
+            atomic_write_json(self.run_dir / CONFIG_NAME, config)  # a moved --data-dir, a new device
+            if not (self.run_dir / CHECKPOINT_NAME).exists():
+                save_checkpoint(self.run_dir, state)
+            write_results(self.run_dir, config, state.rounds, status="complete" if state.finished else "running")
+        else:
+            atomic_write_json(self.run_dir / CONFIG_NAME, config)
             save_checkpoint(self.run_dir, state)
+            write_results(self.run_dir, config, [], status="running")
         if state.finished:
             self.log(f"run in {self.run_dir} is already complete ({len(state.rounds)} rounds)")
             return state.rounds
@@ -165,8 +237,13 @@ class ActiveRun:
         arch = Arch(*state.arch)
         parent = None
         if state.model_state is not None:
-            parent = self.build_model(arch)
-            parent.load_state_dict(state.model_state)
+            cached = getattr(self, "_parent", None)
+            if cached is not None and cached[0] == arch:
+                parent = cached[1]
+            else:
+                parent = self.build_model(arch)
+                parent.load_state_dict(state.model_state)
+            self._parent = None
         rounds = list(state.rounds)
         round_index = state.next_round
         while True:
@@ -189,7 +266,7 @@ class ActiveRun:
                                arch=arch.as_list(), rounds=rounds, finished=finished,
                                model_state={k: v.detach().cpu() for k, v in model.state_dict().items()})
             save_checkpoint(self.run_dir, state)
-            write_results(self.run_dir, self.config.to_dict(), rounds, status="complete" if finished else "running")
+            write_results(self.run_dir, config, rounds, status="complete" if finished else "running")
             if finished:
                 return rounds
             round_index += 1
@@ -204,8 +281,12 @@ class ActiveRun:
         candidates: list[CandidateRecord] = []
         search_seconds = 0.0
         if self.config.uses_search:
+            # baal's labelled_map holds the step each sample was labelled at: the parent (last round's
+            # model) was trained on every step before the latest query, so V' comes from that query.
             result = inas_search(labelled_data, arch, self.space, trainer, self.build_model,
-                                 options=self.config.search, seed=seed, parent_model=parent, progress=self.progress)
+                                 options=self.config.search, seed=seed, parent_model=parent,
+                                 parent_seen=torch.from_numpy(al_dataset.labelled_map[labelled] < al_dataset.current_al_step),
+                                 progress=self.progress, candidate_pool=self.candidate_pool)
             arch, search_seconds = result.arch, result.seconds
             candidates = list(result.candidates)
         model = self.build_model(arch)

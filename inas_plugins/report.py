@@ -5,7 +5,8 @@ nested ``train``/``search``/``query`` sections of newer runs under the flat key 
 so a run saved in either layout groups with the other. Runs belong to one group when their
 configurations are equal after dropping the keys that only say *how* or *where* one run was
 executed (:data:`RUN_SPECIFIC_KEYS`: the seed, output and resume paths, the device, the data
-directory, worker counts, progress flags). Everything else -- dataset, heuristic,
+directory, worker counts, progress flags), with the data itself compared by its identity's
+fingerprint (:func:`group_config`). Everything else -- dataset, heuristic,
 ``arch``/``search``, preset, widths, budget, schedule, epochs -- is part of the group, so only seeds
 of the same experiment are averaged.
 
@@ -48,6 +49,8 @@ RUN_SPECIFIC_KEYS = frozenset({
     "workers", "num_workers", "progress", "verbose", "quiet",
 })
 HEURISTIC_KEY = "heuristic"
+IDENTITY_KEY = "data_identity"  # RunConfig.data_identity: what data the run was trained on
+DATA_KEY = "data"  # its fingerprint in a group's configuration (and label, when groups differ in it)
 PASSIVE_HEURISTIC = "random"
 # Keys that configure only the query function: a passive run of the same network may differ in them.
 QUERY_ONLY_KEYS = frozenset({
@@ -204,8 +207,19 @@ def fixed_architecture(config: dict, rounds: Sequence[dict] = ()) -> Optional[st
 
 
 def group_config(config: dict) -> dict:
-    """The configuration without :data:`RUN_SPECIFIC_KEYS`: what runs of one group share."""
-    return {key: value for key, value in config.items() if key not in RUN_SPECIFIC_KEYS}
+    """The configuration without :data:`RUN_SPECIFIC_KEYS`: what runs of one group share.
+
+    The data enters as one key, :data:`DATA_KEY`: the fingerprint of the run's data identity (the
+    decoded images and labels, see ``LoadedDataset.identity``), so runs on different folders never
+    average together while a moved copy of the same data still does. Runs written before the
+    identity was stored have no such key (they group as they always did).
+    """
+    grouped = {key: value for key, value in config.items()
+               if key not in RUN_SPECIFIC_KEYS and key != IDENTITY_KEY}
+    identity = config.get(IDENTITY_KEY)
+    if isinstance(identity, dict) and identity.get("fingerprint"):
+        grouped[DATA_KEY] = str(identity["fingerprint"])[:12]
+    return grouped
 
 
 def _frozen(config: dict, drop: Iterable[str] = ()) -> str:

@@ -3,8 +3,8 @@
 Split the labelled set S at random into S' (training) and V' (validation; read without random
 augmentation where the data source has such a view). Starting from the
 current architecture A, train every candidate of ``space.candidates(A)`` = {A, widen(A), deepen(A)}
-(clipped to the space) on S' with "premature evaluation" -- the trainer's recipe scaled to
-``premature_fraction`` of its epochs -- and score it on V'. The best candidate becomes the new A
+(clipped to the space) on S' with "premature evaluation" -- ``premature_fraction`` of the trainer's
+epochs, by one of two schedules (``options.premature_schedule``) -- and score it on V'. The best candidate becomes the new A
 (ties go to the network with fewer parameters); stop when A does not change or after
 ``options.iterations`` iterations (the paper uses one). A candidate is trained at most once per search.
 
@@ -12,7 +12,17 @@ Two opt-in savings, both off by default:
 
 * ``inherit_weights``: a candidate starts from the weights of the network it was grown from (see
   ``inas_plugins.training.inherit``) -- in the first iteration ``parent_model`` (the previous
-  round's trained model), in later ones the trained model of the current architecture.
+  round's trained model), in later ones the trained model of the current architecture. V' must be
+  unseen by every inherited weight, or a candidate that memorised V' scores above what it learned:
+  the parent was trained on the previous labelled set, so V' is drawn only from the samples it
+  did not see (``parent_seen``; with a doubling set, the newly labelled half; when fewer than
+  ``val_fraction`` of S are new, V' is all of them), and later iterations' parents were trained on
+  S' only. V' is then made of the last query's picks, not a random share of S: it measures the
+  candidates where the query function looked. When the parent saw every sample the first
+  iteration's candidates start fresh. Every inheriting candidate keeps a freshly initialised
+  classifier (``get_classifier()``): the widened child's head cannot be copied (its input width
+  doubles), so the deepened child and the current architecture do not keep theirs either, and no
+  candidate starts with a head start on the parent's decision boundary.
 * ``successive_halving``: with n candidates and E premature epochs, every candidate is trained to
   E / 2**H epochs (H = floor(log2 n), rounded, at least 1) and scored; the better half
   (floor(n/2), at least 1; ties to fewer parameters) continues to twice that budget, and so on
@@ -20,14 +30,22 @@ Two opt-in savings, both off by default:
   one on to E -- 2E of SGD instead of 3E, and the winner ends exactly as the plain search would
   have trained it. Candidates carried over from an earlier iteration keep their scores per epoch
   and are only trained further when a rung needs it.
+
+The two premature schedules, for E = ``premature_fraction`` x the trainer's epochs:
+
+* ``"compressed"``: the whole recipe squeezed into E epochs (its lr milestones stay fractions, so
+  the lr decays inside the short run); a candidate ends trained as a short full run would be.
+* ``"early_stop"``: the paper's -- the full run's schedule, stopped after E epochs ("early-stopped
+  after 50 epochs" of 200), so with the paper's milestones the lr is still the initial one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +59,11 @@ from .training.recipe import TrainRecipe
 from .settings import SearchOptions
 from .training.sources import DataSource
 from .training.trainer import Trainer, TrainingRun, derive_seed
+
+if TYPE_CHECKING:
+    from .parallel import CandidatePool
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,13 +92,39 @@ class SearchResult:
                 "candidates": [candidate.to_dict() for candidate in self.candidates]}
 
 
-def split_labelled(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Random S'/V' split of ``n`` indices: ``round(n * val_fraction)`` (at least 1) go to V'."""
+def split_labelled(n: int, val_fraction: float, seed: int, *, eligible: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Random S'/V' split of ``n`` indices: ``round(n * val_fraction)`` (at least 1) go to V'.
+
+    ``eligible`` (a boolean mask of length ``n``) limits V' to those indices, e.g. the samples an
+    inherited network was not trained on; when fewer are eligible than V' should hold, V' is all of
+    them. Without it the split is the same as before the mask existed (same seed, same split).
+    """
     if n < 2:
         raise ValueError(f"iNAS needs at least 2 labelled samples to split into S' and V', got {n}")
     n_val = min(n - 1, max(1, round(n * val_fraction)))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[n_val:], order[:n_val]
+    if eligible is None:
+        return order[n_val:], order[:n_val]
+    eligible = torch.as_tensor(eligible, dtype=torch.bool).flatten()
+    if eligible.numel() != n:
+        raise ValueError(f"the V' mask must have one entry per labelled sample ({n}), got {eligible.numel()}")
+    candidates = order[eligible[order]]
+    if candidates.numel() == 0:
+        raise ValueError("no labelled sample is eligible for V'")
+    val = candidates[:min(n_val, candidates.numel())]
+    in_val = torch.zeros(n, dtype=torch.bool)
+    in_val[val] = True
+    return order[~in_val[order]], val
+
+
+def _inherit_all_but_the_classifier(model: nn.Module, parent: nn.Module) -> bool:
+    """Copy ``parent``'s matching units into ``model``, keeping ``model``'s fresh classifier; any copied?"""
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    fresh = {k: v.detach().clone() for k, v in classifier.state_dict().items()} if classifier is not None else None
+    report = copy_inherited_weights(model, parent)
+    if classifier is not None:
+        classifier.load_state_dict(fresh)
+    return report.any
 
 
 def halving_rungs(num_candidates: int, epochs: int) -> list[int]:
@@ -132,14 +181,19 @@ def inas_search(
     options: SearchOptions = SearchOptions(),
     seed: int = 0,
     parent_model: nn.Module | None = None,
+    parent_seen: Tensor | None = None,
     progress: bool = True,
+    candidate_pool: "CandidatePool | None" = None,
 ) -> SearchResult:
     """Algorithm 1: grow ``start`` within ``space`` by validation accuracy on a random split of S.
 
     ``data`` is the labelled set S as a data source (``trainer.source(images, labels)`` for
     tensors). ``model_factory(arch)`` builds a fresh network; it is called once per candidate,
     under a seed derived from ``(seed, arch)`` so a candidate's initial weights do not depend on
-    search order. ``parent_model`` is only used when ``options.inherit_weights`` is on.
+    search order. ``candidate_pool`` (:class:`inas_plugins.parallel.CandidatePool`) trains the candidates as
+    parallel Ray tasks, with the same results. ``parent_model`` is only used when ``options.inherit_weights`` is on, and then
+    ``parent_seen`` is required: a boolean mask (or the positions) of the samples of ``data`` the
+    parent was trained on, so V' can be drawn from the others (see the module docstring).
     """
     if not isinstance(options, SearchOptions):
         raise ValueError(f"options must be SearchOptions, got {type(options).__name__}")
@@ -147,10 +201,19 @@ def inas_search(
     current = space.check(start)
     began = time.perf_counter()
 
-    train_index, val_index = split_labelled(len(data), options.val_fraction, seed)
+    eligible = None
+    if options.inherit_weights and parent_model is not None:
+        eligible = _unseen_mask(parent_seen, len(data))
+        if not eligible.any():
+            logger.info("iNAS: the parent was trained on all %d labelled samples; no V' would be unseen by it, "
+                        "so the first iteration's candidates start fresh", len(data))
+            parent_model, eligible = None, None
+    train_index, val_index = split_labelled(len(data), options.val_fraction, seed, eligible=eligible)
     train_data = data.subset(train_index)
     validation = data.subset(val_index).evaluation()
+    # ``recipe.epochs`` is the premature budget E in both schedules; ``schedule`` is what the runs follow.
     recipe: TrainRecipe = trainer.recipe.scaled(options.premature_fraction)
+    schedule = recipe if options.premature_schedule == "compressed" else trainer.recipe
     inherit_weights, successive_halving = options.inherit_weights, options.successive_halving
     contenders: dict[Arch, _Contender] = {}
     bar = tqdm(desc="iNAS", unit="candidate", total=0, disable=not progress, dynamic_ncols=True)
@@ -160,8 +223,8 @@ def inas_search(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, arch.blocks, arch.stacks))
             model = model_factory(arch)
-        inherited = inherit_weights and parent is not None and copy_inherited_weights(model, parent).any
-        run = trainer.start(model, train_data, recipe=recipe, desc=f"iNAS {arch}",
+        inherited = inherit_weights and parent is not None and _inherit_all_but_the_classifier(model, parent)
+        run = trainer.start(model, train_data, recipe=schedule, desc=f"iNAS {arch}",
                             run_seed=derive_seed(trainer.seed, seed, arch.blocks, arch.stacks))
         return _Contender(arch, model, run, iteration, inherited, time.perf_counter() - setup_began)
 
@@ -180,6 +243,8 @@ def inas_search(
             rungs = halving_rungs(len(pool), recipe.epochs) if successive_halving else [recipe.epochs]
             alive = pool
             for rung, epochs in enumerate(rungs):
+                if candidate_pool is not None:  # train the rung's candidates in parallel; score_at reads the cache
+                    bar.update(candidate_pool.train(alive, epochs, trainer, train_data, validation))
                 scored = []
                 for contender in alive:
                     trained_before = contender.run.epochs_done > 0
@@ -203,3 +268,21 @@ def inas_search(
                         models={arch: c.model for arch, c in contenders.items()},
                         train_size=int(train_index.numel()), val_size=int(val_index.numel()),
                         premature_epochs=recipe.epochs)
+
+
+def _unseen_mask(parent_seen: Tensor | None, n: int) -> Tensor:
+    """The samples of S the parent was *not* trained on, from a mask or positions of those it was."""
+    if parent_seen is None:
+        raise ValueError("inheriting weights from parent_model needs parent_seen (which labelled samples the parent "
+                         "was trained on), so that V' is unseen by every inherited weight")
+    seen = torch.as_tensor(parent_seen)
+    if seen.dtype == torch.bool:
+        if seen.numel() != n:
+            raise ValueError(f"parent_seen must have one entry per labelled sample ({n}), got {seen.numel()}")
+        return ~seen.flatten().cpu()
+    positions = seen.flatten().long().cpu()
+    if positions.numel() and (positions.min() < 0 or positions.max() >= n):
+        raise ValueError(f"parent_seen positions must be in [0, {n}), got {positions.min()}..{positions.max()}")
+    unseen = torch.ones(n, dtype=torch.bool)
+    unseen[positions] = False
+    return unseen

@@ -14,6 +14,10 @@ from typing import Any, Optional, TypeVar
 
 T = TypeVar("T")
 
+# How a candidate is trained for ``premature_fraction`` of the schedule (see inas_plugins.search):
+# the whole recipe compressed into the short run, or the paper's early stop of the full run's schedule.
+PREMATURE_SCHEDULES = ("compressed", "early_stop")
+
 
 def check_positive_int(owner: str, name: str, value: Any) -> None:
     """One-line ValueError unless ``value`` is an integer >= 1 (bools are refused)."""
@@ -51,13 +55,17 @@ class SearchOptions:
     ``iterations``: the paper's T_iNAS, the most times the current architecture may grow per round
     (the search also stops when it does not change). ``val_fraction``: the share of the labelled set
     held out as V' to score candidates. ``premature_fraction``: the share of the training schedule a
-    candidate is trained for (premature evaluation; the paper uses 1/4). ``inherit_weights`` and
+    candidate is trained for (premature evaluation; the paper uses 1/4). ``premature_schedule``: how
+    that short run is scheduled, ``"compressed"`` (the whole recipe, lr milestones included, squeezed
+    into it; the default, which the cpu and quick presets were tuned with) or ``"early_stop"`` (the
+    full run's schedule stopped early, the paper's and the ``paper`` preset's). ``inherit_weights`` and
     ``successive_halving`` are opt-in savings, see :mod:`inas_plugins.search`.
     """
 
     iterations: int = 1
     val_fraction: float = 0.2
     premature_fraction: float = 0.25
+    premature_schedule: str = "compressed"
     inherit_weights: bool = False
     successive_halving: bool = False
 
@@ -65,6 +73,9 @@ class SearchOptions:
         check_positive_int("search", "iterations", self.iterations)
         check_fraction("search", "val_fraction", self.val_fraction)
         check_fraction("search", "premature_fraction", self.premature_fraction, high_closed=True)
+        if self.premature_schedule not in PREMATURE_SCHEDULES:
+            raise ValueError(f"search premature_schedule must be one of {', '.join(PREMATURE_SCHEDULES)}, "
+                             f"got {self.premature_schedule!r}")
         for name in ("inherit_weights", "successive_halving"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"search {name} must be true or false, got {getattr(self, name)!r}")

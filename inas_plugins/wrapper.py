@@ -90,6 +90,20 @@ def evaluation_view(dataset: Dataset) -> Dataset:
     return Subset(view, list(indices()))
 
 
+def _labelled_oracle_indices(dataset: Dataset) -> np.ndarray | None:
+    """The oracle indices of a baal ActiveLearningDataset's labelled items, in its item order; else None."""
+    labelled_map = getattr(dataset, "labelled_map", None)
+    return np.flatnonzero(np.asarray(labelled_map)) if labelled_map is not None else None
+
+
+def _seen_before(dataset: Dataset, trained_on: np.ndarray | None) -> torch.Tensor | None:
+    """Which items of ``dataset`` the last training set held (a mask), or None when that is unknown."""
+    labelled = _labelled_oracle_indices(dataset)
+    if labelled is None or trained_on is None:
+        return None
+    return torch.from_numpy(np.isin(labelled, trained_on))
+
+
 def fit_input_format(dataset: Dataset, *, batch_size: int, workers: int, collate_fn: Callable) -> InputFormat:
     """The input format of a training set: float images as they are (decided by the first batch);
     uint8 images with their channel statistics, from one streamed pass."""
@@ -199,6 +213,7 @@ class INASModelWrapper(ModelWrapper):
         self.rounds = 0  # train_on_dataset calls so far
         self._input: InputFormat | None = None
         self._labelled: LoaderSource | None = None  # the last training set, for labelled embeddings
+        self._trained_on: np.ndarray | None = None  # its oracle indices, when it was a baal ActiveLearningDataset
         self._record: frozenset[str] = frozenset()  # extra pool outputs predict_on_dataset keeps
         self._last_pool: _PoolOutputs | None = None
         self._predictions = 0  # seeds the MC masks of successive predictions
@@ -310,10 +325,13 @@ class INASModelWrapper(ModelWrapper):
 
         arch = self._arch
         if self.search_options is not None:
+            # V' must be unseen by the inherited weights: only a baal ActiveLearningDataset says which of
+            # its items the last model was trained on; with any other dataset nothing is inherited.
+            seen = _seen_before(dataset, self._trained_on)
             result = inas_search(source, arch, self.space, trainer, self.model_factory, options=self.search_options,
                                  seed=derive_seed(self.seed, round_index, 1),
-                                 parent_model=self.model if self.search_options.inherit_weights else None,
-                                 progress=self.progress)
+                                 parent_model=self.model if self.search_options.inherit_weights and seen is not None
+                                 else None, parent_seen=seen, progress=self.progress)
             arch = result.arch
             self.search_history.append({"round": round_index, "labelled": size, **result.to_dict()})
             logger.info("round %d: iNAS chose %s from %s on %d samples", round_index, arch, self._arch, size)
@@ -323,6 +341,7 @@ class INASModelWrapper(ModelWrapper):
         history = [run.train_until(epoch).final_loss for epoch in range(1, recipe.epochs + 1)]
         self.model, self._arch, self._input = model, arch, fmt
         self._labelled, self._last_pool = source, None
+        self._trained_on = _labelled_oracle_indices(dataset)
         self.rounds += 1
 
         self._reset_metrics("train")

@@ -70,7 +70,10 @@ def test_every_option_reaches_its_setting_and_the_configuration_line_is_nested(t
         def __init__(self, config, data, run_dir, progress, log) -> None:
             started.append(config)
 
-        def run(self, resume: bool = False) -> list:
+        def start_state(self, resume: bool = False) -> None:
+            return None
+
+        def run(self, resume: bool = False, state=None) -> list:
             return [{"labelled": 40, "arch": [1, 1], "test_accuracy": 0.5}]
 
     fake_loop = types.ModuleType("inas_plugins.loop")
@@ -119,13 +122,17 @@ def test_existing_run_is_not_overwritten(tmp_path) -> None:
     assert (out / "results.json").read_text() == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_directory_is_refused(tmp_path) -> None:
+    """A read-only directory refuses ordinary users; /proc refuses root too (CI runs as root), so
+    the test checks a refusal whoever runs it."""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    result = invoke("run", *TINY, "--out", str(locked / "run"))
-    assert result.exit_code != 0 and "not writable" in result.output
+    target = locked / "run" if os.geteuid() != 0 else "/proc/inas-run"
+    result = invoke("run", *TINY, "--out", str(target))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("not writable" in result.output or "cannot create the run directory" in result.output), result.output
+    assert not os.path.exists(target)
 
 
 def test_output_path_that_is_a_file_is_refused(tmp_path) -> None:

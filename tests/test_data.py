@@ -266,7 +266,7 @@ def test_folder_bad_layouts_give_one_line_errors(tmp_path: Path):
     with pytest.raises(DatasetError) as error:
         load_dataset("folder", tmp_path / "testonly")
     cases.append((error, "no train/"))
-    make_tree(tmp_path / "corrupt", {"a": 2})
+    make_tree(tmp_path / "corrupt", {"a": 2, "b": 2})
     (tmp_path / "corrupt" / "a" / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError) as error:
         load_dataset("folder", tmp_path / "corrupt")

@@ -1,6 +1,9 @@
-"""iNAS (Algorithm 1): candidate sets, the stopping rule, records, caching, ties, inheritance, halving."""
+"""iNAS (Algorithm 1): candidate sets, the stopping rule, records, caching, ties, inheritance (V' unseen by
+inherited weights), halving, the two premature schedules."""
 
 import json
+
+import numpy as np
 from collections import Counter
 
 import pytest
@@ -11,6 +14,7 @@ from inas_plugins.settings import SearchOptions
 from inas_plugins.search import halving_rungs, inas_search, split_labelled
 from inas_plugins.space import Arch, SearchSpace, deepen, widen
 from inas_plugins.training import Trainer, TrainRecipe, inherit_weights
+from inas_plugins.training.trainer import derive_seed
 
 CLASSES = 3
 
@@ -53,7 +57,8 @@ def scripted(trainer: Trainer, monkeypatch, score_of) -> list[Arch]:
 
 
 _OPTION_NAMES = {"max_iterations": "iterations", "val_fraction": "val_fraction",
-                 "premature_fraction": "premature_fraction", "inherit_weights": "inherit_weights",
+                 "premature_fraction": "premature_fraction", "premature_schedule": "premature_schedule",
+                 "inherit_weights": "inherit_weights",
                  "successive_halving": "successive_halving"}
 
 
@@ -212,14 +217,126 @@ def test_search_with_inheritance_starts_candidates_from_the_parent(monkeypatch):
         return original_start(model, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "start", spy)
-    result = search(trainer, CountingFactory(), Arch(1, 1), inherit_weights=True, parent_model=parent)
+    seen = torch.arange(90) < 45  # the parent was trained on the first half of S
+    result = search(trainer, CountingFactory(), Arch(1, 1), inherit_weights=True, parent_model=parent,
+                    parent_seen=seen)
     assert all(r.inherited for r in result.candidates)
     parent_state = parent.state_dict()
+    factory = CountingFactory()
     for arch, state in started.items():
         assert torch.equal(state["stem.0.weight"], parent_state["stem.0.weight"]), arch
-    # without the flag the parent is ignored
+        # every candidate keeps the classifier it was built with: the one its seeded factory call gives
+        torch.manual_seed(derive_seed(0, arch.blocks, arch.stacks))
+        fresh = factory(arch).state_dict()
+        assert torch.equal(state["head.fc.weight"], fresh["head.fc.weight"]), arch
+    assert Arch(1, 1) in started and Arch(2, 1) in started  # the same-width ones could have kept the parent's head
+    # without the flag the parent is ignored, and needs no parent_seen
     plain = search(make_trainer(), CountingFactory(), Arch(1, 1), parent_model=parent)
     assert not any(r.inherited for r in plain.candidates)
+
+
+def test_inheritance_needs_to_know_what_the_parent_saw_and_starts_fresh_when_it_saw_everything():
+    parent = _trained_parent(Arch(1, 1))
+    with pytest.raises(ValueError, match="needs parent_seen"):
+        search(make_trainer(), CountingFactory(), Arch(1, 1), inherit_weights=True, parent_model=parent)
+    with pytest.raises(ValueError, match="one entry per labelled sample"):
+        search(make_trainer(), CountingFactory(), Arch(1, 1), inherit_weights=True, parent_model=parent,
+               parent_seen=torch.ones(10, dtype=torch.bool))
+    everything = search(make_trainer(), CountingFactory(), Arch(1, 1), inherit_weights=True, parent_model=parent,
+                        parent_seen=torch.ones(90, dtype=torch.bool))
+    assert not any(r.inherited for r in everything.candidates) and everything.val_size == 18
+    # positions work as well as a mask
+    by_position = search(make_trainer(), CountingFactory(), Arch(1, 1), inherit_weights=True, parent_model=parent,
+                         parent_seen=torch.arange(80))
+    assert by_position.val_size == 10 and all(r.inherited for r in by_position.candidates)
+
+
+def test_split_with_a_mask_draws_v_prime_only_from_eligible_samples():
+    eligible = torch.arange(50) >= 30  # 20 eligible
+    train, val = split_labelled(50, 0.2, seed=0, eligible=eligible)
+    assert len(val) == 10 and bool(eligible[val].all())
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(50))
+    # fewer eligible than V' should hold: V' is all of them
+    train, val = split_labelled(50, 0.2, seed=0, eligible=torch.arange(50) >= 46)
+    assert sorted(val.tolist()) == [46, 47, 48, 49] and len(train) == 46
+    # all eligible: exactly the unmasked split
+    assert [t.tolist() for t in split_labelled(50, 0.2, 3, eligible=torch.ones(50, dtype=torch.bool))] == \
+        [t.tolist() for t in split_labelled(50, 0.2, 3)]
+
+
+def test_v_prime_unseen_by_inherited_weights_scores_at_chance_on_noise_labels():
+    """Labels that are pure noise: only memorisation beats chance, so V' accuracy measures the leak."""
+    classes, half = 4, 120
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2 * half, 3, 8, 8), generator=generator, dtype=torch.uint8)
+    labels = torch.randint(0, classes, (2 * half,), generator=generator)
+
+    def noise_trainer(epochs: int) -> Trainer:
+        return Trainer(TrainRecipe(epochs=epochs, epoch_size=256, batch_size=32), mean=[0.5] * 3, std=[0.25] * 3,
+                       augment=False, device="cpu", progress=False)
+
+    def factory(arch: Arch) -> torch.nn.Module:
+        return build_inas_resnet(arch, num_classes=classes, base_width=8)
+
+    torch.manual_seed(1)
+    parent = factory(Arch(1, 1))  # last round's model, trained on S_{t-1} = the first half
+    noise_trainer(30).fit(parent, images[:half], labels[:half])
+    assert noise_trainer(1).evaluate(parent, images[:half], labels[:half]) > 0.95  # it memorised the noise
+
+    def v_prime_accuracies(parent_seen: torch.Tensor) -> list[float]:
+        trainer = noise_trainer(8)
+        result = inas_search(trainer.source(images, labels), Arch(1, 1), SearchSpace(max_blocks=2, max_stacks=2),
+                             trainer, factory, options=SearchOptions(val_fraction=0.5, inherit_weights=True),
+                             parent_model=parent, parent_seen=parent_seen, progress=False)
+        assert result.val_size == half and all(r.inherited for r in result.candidates)
+        return [r.val_accuracy for r in result.candidates]
+
+    chance, spread = 1 / classes, 3 * (0.25 * 0.75 / half) ** 0.5
+    unseen = v_prime_accuracies(torch.arange(2 * half) < half)
+    assert all(accuracy < chance + spread for accuracy in unseen), unseen
+    # The check can fail: told the parent saw nothing, V' is a random half of S, half of it memorised.
+    leaky = v_prime_accuracies(torch.zeros(2 * half, dtype=torch.bool))
+    assert all(accuracy > chance + 2 * spread for accuracy in leaky), leaky
+
+
+def _spy_runs(trainer: Trainer, monkeypatch) -> dict:
+    runs = {}
+    original_start = trainer.start
+
+    def spy(model, *args, **kwargs):
+        runs[model.arch] = original_start(model, *args, **kwargs)
+        return runs[model.arch]
+
+    monkeypatch.setattr(trainer, "start", spy)
+    return runs
+
+
+@pytest.mark.parametrize("schedule", ["compressed", "early_stop"])
+def test_premature_schedules(monkeypatch, schedule):
+    trainer = make_trainer(epochs=8)  # full schedule: lr 0.1, x0.1 at epoch 4, x0.01 at epoch 6
+    runs = _spy_runs(trainer, monkeypatch)
+    result = search(trainer, CountingFactory(), Arch(1, 1), premature_fraction=0.5, premature_schedule=schedule)
+    assert result.premature_epochs == 4 and {r.epochs for r in result.candidates} == {4}
+    lr = trainer.recipe.lr
+    for run in runs.values():
+        assert run.epochs_done == 4
+        if schedule == "compressed":  # the whole schedule in 4 epochs: both decays happened
+            assert run.recipe.epochs == 4 and run.current_lr == pytest.approx(lr * 0.01)
+        else:  # the full run's schedule stopped at epoch 4 of 8: its lr is still the initial one
+            assert run.recipe == trainer.recipe and run.current_lr == pytest.approx(lr)
+
+
+def test_premature_schedule_setting_is_validated_and_named_by_each_preset():
+    from inas_plugins.config import resolve_config
+
+    assert SearchOptions().premature_schedule == "compressed"
+    with pytest.raises(ValueError, match="premature_schedule must be one of compressed, early_stop, got 'late'"):
+        SearchOptions(premature_schedule="late")
+    assert resolve_config({"dataset": "cifar10"}, preset="paper").search.premature_schedule == "early_stop"
+    assert resolve_config({"dataset": "cifar10"}, preset="cpu").search.premature_schedule == "compressed"
+    assert resolve_config({"dataset": "digits"}, preset="quick").search.premature_schedule == "compressed"
+    flagged = resolve_config({"dataset": "cifar10", "premature_schedule": "early_stop"}, preset="cpu")
+    assert flagged.search.premature_schedule == "early_stop"
 
 
 def test_halving_rungs_rule():
@@ -242,3 +359,69 @@ def test_successive_halving_trains_losers_briefly_and_winner_as_the_plain_search
     assert {r.epochs for r in plain.candidates} == {4}
     winner_h, winner_p = halving.models[Arch(2, 1)].state_dict(), plain.models[Arch(2, 1)].state_dict()
     assert all(torch.equal(v, winner_p[k]) for k, v in winner_h.items())
+
+
+def _spy_searches(monkeypatch, module) -> list[dict]:
+    """Record what ``module`` hands inas_search (and still run it)."""
+    calls: list[dict] = []
+    real = module.inas_search
+
+    def spy(data, *args, **kwargs):
+        result = real(data, *args, **kwargs)
+        calls.append({"size": len(data), "parent": kwargs.get("parent_model") is not None,
+                      "seen": kwargs.get("parent_seen"), "inherited": [r.inherited for r in result.candidates]})
+        return result
+
+    monkeypatch.setattr(module, "inas_search", spy)
+    return calls
+
+
+def test_active_loop_tells_the_search_which_labels_the_parent_was_trained_on(tmp_path, monkeypatch):
+    import inas_plugins.loop as loop
+    from inas_plugins.config import resolve_config
+    from inas_plugins.data import load_dataset
+
+    data = load_dataset("synthetic", seed=0, progress=False, n_train=120, n_test=30, num_classes=3, image_size=8)
+    config = resolve_config({"dataset": "synthetic", "initial": 24, "query_schedule": [[0, 16]], "budget": 56,
+                             "epochs": 2, "epoch_size": 64, "batch_size": 32, "base_width": 4, "max_blocks": 2,
+                             "max_stacks": 2, "inherit_weights": True}, preset="quick")
+    calls = _spy_searches(monkeypatch, loop)
+    loop.ActiveRun(config, data, tmp_path, progress=False, log=lambda _: None).run()
+    assert [call["size"] for call in calls] == [24, 40, 56]
+    assert not calls[0]["parent"]
+    for call, before in zip(calls[1:], (24, 40)):  # the parent saw every label but the last query's 16
+        assert call["parent"] and call["seen"].dtype == torch.bool and int(call["seen"].sum()) == before
+        assert all(call["inherited"])
+
+
+def test_wrapper_tells_the_search_which_items_its_last_model_was_trained_on(monkeypatch):
+    import inas_plugins.wrapper as wrapper_module
+    from baal.active.dataset import ActiveLearningDataset
+    from baal.modelwrapper import TrainingArgs
+    from torch.utils.data import TensorDataset
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, CLASSES, (60,), generator=generator)
+    items = TensorDataset(torch.randn(60, 3, 8, 8, generator=generator) + labels[:, None, None, None], labels)
+    args = TrainingArgs(batch_size=16, epoch=2, workers=0, use_cuda=False, criterion=torch.nn.CrossEntropyLoss())
+
+    def wrapper():
+        return wrapper_module.INASModelWrapper(build_inas_resnet(Arch(1, 1), num_classes=CLASSES, base_width=4), args,
+                                               space=SearchSpace(2, 2), progress=False,
+                                               search=SearchOptions(inherit_weights=True, premature_fraction=0.5))
+
+    calls = _spy_searches(monkeypatch, wrapper_module)
+    al_dataset = ActiveLearningDataset(items)
+    al_dataset.label_randomly(20)
+    first = al_dataset.labelled_map.copy()
+    baal_wrapper = wrapper()
+    baal_wrapper.train_on_dataset(al_dataset)
+    al_dataset.label_randomly(10)
+    baal_wrapper.train_on_dataset(al_dataset)
+    expected = np.isin(np.flatnonzero(al_dataset.labelled_map), np.flatnonzero(first))
+    assert calls[1]["parent"] and calls[1]["seen"].tolist() == expected.tolist() and all(calls[1]["inherited"])
+    # A plain dataset does not say which items are new: nothing is inherited rather than V' leaking.
+    plain = wrapper()
+    plain.train_on_dataset(torch.utils.data.Subset(items, range(20)))
+    plain.train_on_dataset(torch.utils.data.Subset(items, range(30)))
+    assert not calls[3]["parent"] and calls[3]["seen"] is None and not any(calls[3]["inherited"])

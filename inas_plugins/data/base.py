@@ -7,6 +7,7 @@ trainer can index, augment and normalise whole batches without per-sample Python
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -93,6 +94,7 @@ class LoadedDataset:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     source: str = ""  # where the images came from (a directory), shown by ``describe``
+    files_fingerprint: str | None = None  # image folders: digest of the file list (relative paths and sizes)
 
     def __post_init__(self) -> None:
         for split_name, split in (("train", self.train), ("test", self.test)):
@@ -107,6 +109,40 @@ class LoadedDataset:
                              f"but test images are {_size(self.test.images)}")
         if not self.mean or not self.std:
             self.mean, self.std = channel_stats(self.train.images)
+
+    def identity(self) -> dict:
+        """What a run stores to recognise this data again (``RunConfig.data_identity``).
+
+        ``fingerprint`` digests the decoded train and test tensors and labels (after any limits), so
+        a moved or re-downloaded copy of the same data matches and any change of content, split or
+        decoding does not; ``files`` digests an image folder's file list; ``path`` is where it was
+        read from, the one entry that may differ on resume.
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(repr((self.classes, self.channels, tuple(self.train.images.shape),
+                            tuple(self.test.images.shape))).encode())
+        for split in (self.train, self.test):
+            for tensor in (split.images, split.labels):
+                array = tensor.contiguous().numpy()
+                digest.update(memoryview(array).cast("B") if array.size else b"")
+        return {
+            "kind": self.name, "path": self.source or None, "train": len(self.train), "test": len(self.test),
+            "image_size": list(self.image_size), "channels": int(self.channels), "classes": list(self.classes),
+            "files": self.files_fingerprint, "fingerprint": digest.hexdigest(),
+        }
+
+    def check_for_run(self) -> None:
+        """DatasetError (one line) unless an active-learning run can use this data: two classes or
+        more, a non-empty test set, and a pool of at least two images."""
+        origin = f" in {self.source}" if self.source else ""
+        if self.num_classes < 2:
+            raise DatasetError(f"{self.name}{origin} has {self.num_classes} class; active learning needs at least two")
+        if len(self.train) < 2:
+            raise DatasetError(f"{self.name}{origin} leaves {len(self.train)} training image(s); a run needs at least two")
+        if len(self.test) == 0:
+            raise DatasetError(f"{self.name}{origin} has an empty test set (with no test/ folder, a class needs at "
+                               f"least two images for one to be held out); add DIR/test/<class>/ images or more "
+                               f"images per class")
 
     @property
     def num_classes(self) -> int:

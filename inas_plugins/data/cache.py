@@ -18,7 +18,7 @@ import torch
 from ..atomic import atomic_open
 from .base import DatasetError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: an int image_size keeps the aspect (shorter side + centre crop)
 CACHED_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 

@@ -52,14 +52,37 @@ def parse_image_size(image_size: int | Sequence[int] | None) -> tuple[int, int] 
     return size  # type: ignore[return-value]
 
 
+def fit_to_square(image: torch.Tensor, side: int) -> torch.Tensor:
+    """The aspect rule of ``--image-size S``: scale so the *shorter* side is S (aspect kept,
+    antialiased), then cut the centred S x S square out of the longer side.
+
+    The same rule as torchvision's ``Resize(S)`` + ``CenterCrop(S)``, the usual evaluation transform
+    for photos: nothing is stretched, and what is lost is the margins of the longer side. An image
+    that already is S x S is returned unchanged.
+    """
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    if (height, width) == (side, side):
+        return image
+    if height <= width:
+        new_size = [side, max(side, round(width * side / height))]
+    else:
+        new_size = [max(side, round(height * side / width)), side]
+    if new_size != [height, width]:
+        image = tvf.resize(image, new_size, antialias=True)
+    return tvf.center_crop(image, [side, side])
+
+
 class ImageDecoder:
     """Decodes files to uint8 (C, H, W) tensors, checking (or enforcing) one shared size.
 
-    The first decoded image sets the reference size unless ``image_size`` is given, in which case
-    every image of another size is resized (antialiased) to it.
+    The first decoded image sets the reference size unless ``image_size`` is given. An int S fits
+    every image to S x S by :func:`fit_to_square` (aspect kept, centre crop); an ``(H, W)`` pair
+    resizes every image of another size to exactly H x W (the aspect changes). Each image is
+    resized right after it is decoded, so only one full-size image is in memory at a time.
     """
 
     def __init__(self, image_size: int | Sequence[int] | None = None) -> None:
+        self.square = int(image_size) if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool) else None
         self.target_size = parse_image_size(image_size)
         self._reference: tuple[str | Path, tuple[int, int]] | None = None
 
@@ -73,6 +96,8 @@ class ImageDecoder:
 
     def _fit_size(self, path: str | Path, image: torch.Tensor) -> torch.Tensor:
         size = (int(image.shape[1]), int(image.shape[2]))
+        if self.square is not None:
+            return fit_to_square(image, self.square)
         if self.target_size is not None:
             if size != self.target_size:
                 image = tvf.resize(image, list(self.target_size), antialias=True)
@@ -83,8 +108,20 @@ class ImageDecoder:
             first_path, first_size = self._reference
             raise DatasetError(
                 f"images differ in size: {path} is {_hw(size)} but {first_path} is {_hw(first_size)}; "
-                f"resize them, or pass the option image_size=(H, W) to resize on load")
+                f"pass --image-size S (inas run) or the option image_size=S to fit every image to S x S on load")
         return image
+
+
+def image_header_size(path: str | Path) -> tuple[int, int] | None:
+    """(H, W) from the file header, without decoding the pixels; None when PIL cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            width, height = picture.size
+        return int(height), int(width)
+    except Exception:  # the decoder reports unreadable files with their name later
+        return None
 
 
 def decode_file(path: str | Path) -> torch.Tensor:

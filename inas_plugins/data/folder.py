@@ -13,6 +13,7 @@ Images are decoded once (see ``decode``); nothing is written into ``data_dir``. 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,18 @@ from typing import Sequence
 
 import torch
 
+from ..memory import MEMORY_SHARE, format_bytes, memory_allowance
 from . import cache
 from .base import DatasetError, ImageSet, LoadedDataset
-from .decode import COLOR_MODES, IMAGE_EXTENSIONS, ImageDecoder, is_image_name, resolve_channels, stack_images
+from .decode import (COLOR_MODES, IMAGE_EXTENSIONS, ImageDecoder, image_header_size, is_image_name, parse_image_size,
+                     resolve_channels, stack_images)
 from .splits import stratified_split
 
 LAYOUT_HINT = "expected DIR/train/<class>/<images> and DIR/test/<class>/<images>, or DIR/<class>/<images>"
-FOLDER_OPTIONS = ("image_size", "color", "flips_valid", "cache_dir")
+FOLDER_OPTIONS = ("image_size", "color", "flips_valid", "cache_dir", "memory_limit")
+# Decoded images are held in a list and then stacked into one tensor: twice the final size at the peak.
+DECODE_PEAK_FACTOR = 2
+
 
 
 @dataclass
@@ -43,6 +49,13 @@ class FolderLayout:
     @property
     def all_files(self) -> list[str]:
         return self.train_files + (self.test_files or [])
+
+    def fingerprint(self) -> str:
+        """Digest of the file list: paths relative to the root, and sizes (a moved copy matches)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for path in self.all_files:
+            digest.update(f"{os.path.relpath(path, self.root)}\0{os.path.getsize(path)}\n".encode())
+        return digest.hexdigest()
 
 
 def looks_like_image_folder(data_dir: Path) -> bool:
@@ -66,6 +79,9 @@ def find_layout(data_dir: str | Path | None) -> FolderLayout:
     if not train_dir.is_dir():
         train_dir = root
     classes = class_folders(train_dir)
+    if len(classes) < 2:
+        raise DatasetError(f"{train_dir} has one class ({classes[0]}); active learning needs at least two "
+                           f"class sub-folders; {LAYOUT_HINT}")
     train_files, train_labels = _class_files(train_dir, classes)
     if not test_dir.is_dir():
         return FolderLayout(root, classes, train_files, train_labels, None, None)
@@ -90,18 +106,24 @@ def load_folder(
     color: str = "auto",
     flips_valid: bool = True,
     cache_dir: str | Path | None = None,
+    memory_limit: int | None = None,
     **_: object,
 ) -> LoadedDataset:
     """Decode an ImageFolder tree into a LoadedDataset.
 
-    ``image_size`` (int or (H, W)) resizes images of other sizes on load; without it all images must
-    share one size. ``color`` is "auto" (RGB unless every image is grayscale), "rgb" or "gray".
+    ``image_size``: an int S fits every image to S x S, scaling the shorter side to S and cutting
+    the centred square (aspect kept, see :func:`~.decode.fit_to_square`); an (H, W) pair resizes
+    images of another size to exactly H x W. Without it all images must share one size.
+    ``color`` is "auto" (RGB unless every image is grayscale), "rgb" or "gray".
     ``flips_valid=False`` for images whose label a mirror changes (text, digits, some scans).
     ``cache_dir`` stores the decoded tensors there and reuses them while no file changes.
+    ``memory_limit`` (bytes; default: the available memory) refuses, before decoding anything, a
+    folder whose decoded images would not fit (see :func:`check_decode_memory`).
     """
     if color not in COLOR_MODES:
         raise DatasetError(f"unknown color mode {color!r}; valid: {', '.join(COLOR_MODES)}")
     layout = find_layout(data_dir)
+    check_decode_memory(layout, image_size, memory_limit)
     decoded = _decode_layout(layout, image_size, color, progress, cache_dir)
     train = ImageSet(decoded["train_images"], decoded["train_labels"])
     if layout.test_files is None:
@@ -110,7 +132,39 @@ def load_folder(
     else:
         test = ImageSet(decoded["test_images"], decoded["test_labels"])
     return LoadedDataset(name=name, train=train, test=test, classes=list(layout.classes),
-                         channels=int(train.images.shape[1]), flips_valid=bool(flips_valid), source=str(layout.root))
+                         channels=int(train.images.shape[1]), flips_valid=bool(flips_valid), source=str(layout.root),
+                         files_fingerprint=layout.fingerprint())
+
+
+def decoded_bytes(layout: FolderLayout, image_size: int | Sequence[int] | None) -> tuple[int, tuple[int, int]]:
+    """(peak bytes of decoding the folder, the (H, W) the estimate assumes).
+
+    With ``image_size`` the stored size is known; without it every image must have the first one's
+    size, read from its header. Three channels are assumed (grayscale needs a third of it).
+    """
+    size = parse_image_size(image_size)
+    if size is None:
+        size = image_header_size(layout.all_files[0]) if layout.all_files else None
+        if size is None:
+            return 0, (0, 0)
+    per_image = 3 * size[0] * size[1]
+    return DECODE_PEAK_FACTOR * per_image * len(layout.all_files), size
+
+
+def check_decode_memory(layout: FolderLayout, image_size: int | Sequence[int] | None,
+                        memory_limit: int | None = None) -> None:
+    """DatasetError, with the numbers, when decoding the folder would need more than
+    :data:`MEMORY_SHARE` of the available memory (or more than ``memory_limit`` bytes)."""
+    needed, (height, width) = decoded_bytes(layout, image_size)
+    memory_limit = memory_allowance(memory_limit)
+    if memory_limit is None or needed <= memory_limit:
+        return
+    advice = "pass a smaller --image-size" if image_size is not None else "pass --image-size S (e.g. 64)"
+    per_64 = DECODE_PEAK_FACTOR * 3 * 64 * 64 * len(layout.all_files)
+    raise DatasetError(f"decoding {len(layout.all_files)} images of {height}x{width} from {layout.root} needs about "
+                       f"{format_bytes(needed)} of memory, more than the {format_bytes(memory_limit)} allowed "
+                       f"({int(MEMORY_SHARE * 100)}% of the available memory); {advice} to fit every image to "
+                       f"S x S on load (64: about {format_bytes(per_64)})")
 
 
 def _decode_layout(layout: FolderLayout, image_size: int | Sequence[int] | None, color: str,

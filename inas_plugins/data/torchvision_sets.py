@@ -77,6 +77,9 @@ def load_torchvision_set(
     if data_dir is not None and looks_like_image_folder(root):
         return _load_as_folder(spec, root, seed=seed, test_fraction=test_fraction, progress=progress,
                                **folder_options)
+    if folder_options.get("image_size") is not None:
+        raise DatasetError(f"image_size applies to image folders; {name} from torchvision's files is used at its "
+                           f"own size (for a JPEG copy, pass --data-dir DIR with train/ and test/)")
     train = _open(spec, root, train=True, download=download)
     test = _open(spec, root, train=False, download=download)
     return LoadedDataset(name=name, train=ImageSet(*spec.to_tensors(train)), test=ImageSet(*spec.to_tensors(test)),

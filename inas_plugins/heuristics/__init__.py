@@ -9,7 +9,7 @@ Typical use (the active loop does this every round)::
 """
 
 from .outputs import NEEDS, ModelOutputs, collect_outputs
-from .base import QueryHeuristic, ScoreHeuristic, check_query_size, require, top_n
+from .base import QueryHeuristic, ScoreHeuristic, check_picks, check_query_size, require, top_n
 from .registry import (ENTRY_POINT_GROUP, HeuristicInfo, create_heuristic, get_heuristic_class, heuristic_names,
                        list_heuristics, plugin_errors, register_heuristic, reload_plugins,
                        unregister_heuristic)
@@ -21,7 +21,7 @@ from .baal_builtin import (BaalHeuristic, SeededGibbsSampling, SeededPowerSampli
 
 __all__ = [
     "NEEDS", "ModelOutputs", "collect_outputs",
-    "QueryHeuristic", "ScoreHeuristic", "check_query_size", "require", "top_n",
+    "QueryHeuristic", "ScoreHeuristic", "check_picks", "check_query_size", "require", "top_n",
     "ENTRY_POINT_GROUP", "HeuristicInfo", "create_heuristic", "get_heuristic_class", "heuristic_names",
     "list_heuristics", "plugin_errors", "register_heuristic", "reload_plugins", "unregister_heuristic",
     "SoftmaxResponse", "SoftmaxResponseQuery", "as_probabilities",

@@ -26,40 +26,64 @@ from baal.active.heuristics.stochastics import GibbsSampling, PowerSampling, Ran
 # BaalHeuristic and wrap_baal_heuristic live in .baal_adapter (re-exported here) so that the registry,
 # which wraps third-party baal heuristics from entry points, never has to import this module.
 from .baal_adapter import BaalHeuristic, wrap_baal_heuristic  # noqa: F401
-from .base import QueryHeuristic, check_query_size, require
+from ..memory import MEMORY_SHARE, format_bytes, memory_allowance
+from .base import QueryHeuristic, check_query_size, require, top_n
 from .outputs import ModelOutputs
 from .registry import register_heuristic
 
 BAAL = "baal"
 
 
+class PointwiseBaalHeuristic(BaalHeuristic):
+    """A baal heuristic whose score of a point depends on that point's predictions only.
+
+    It exposes ``scores`` and ``select_by_scores`` (the ranking :meth:`BaalHeuristic.select` makes),
+    so the active loop scores the pool batch by batch and never holds the whole ``(N, C, K)``
+    MC-dropout array (:func:`~inas_plugins.heuristics.outputs.pool_scores`).
+    """
+
+    pointwise: ClassVar[bool] = True
+
+    def scores(self, outputs: ModelOutputs) -> np.ndarray:
+        scorer = self.baal_class(**self.baal_kwargs)
+        raw = np.asarray(scorer.get_uncertainties(self.predictions(outputs)), dtype=np.float64)
+        return raw if scorer.reversed else -raw
+
+    def select(self, outputs: ModelOutputs, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.select_by_scores(self.scores(outputs), n)
+
+    def select_by_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
+        check_query_size(n, len(scores))
+        return top_n(np.asarray(scores), n)
+
+
 @register_heuristic("bald", "mutual information between prediction and weights over MC-dropout samples",
                     source=BAAL)
-class BALDQuery(BaalHeuristic):
+class BALDQuery(PointwiseBaalHeuristic):
     baal_class = BALD
     needs = frozenset({"mc_probs"})
 
 
 @register_heuristic("variance", "variance over MC-dropout samples, averaged over classes", source=BAAL)
-class VarianceQuery(BaalHeuristic):
+class VarianceQuery(PointwiseBaalHeuristic):
     baal_class = Variance
     needs = frozenset({"mc_probs"})
 
 
 @register_heuristic("entropy", "entropy of the deterministic softmax", source=BAAL)
-class EntropyQuery(BaalHeuristic):
+class EntropyQuery(PointwiseBaalHeuristic):
     baal_class = Entropy
     needs = frozenset({"probs"})
 
 
 @register_heuristic("margin", "smallest gap between the two most probable classes", source=BAAL)
-class MarginQuery(BaalHeuristic):
+class MarginQuery(PointwiseBaalHeuristic):
     baal_class = Margin
     needs = frozenset({"probs"})
 
 
 @register_heuristic("certainty", "lowest max softmax probability (same ranking as softmax_response)", source=BAAL)
-class CertaintyQuery(BaalHeuristic):
+class CertaintyQuery(PointwiseBaalHeuristic):
     baal_class = Certainty
     needs = frozenset({"probs"})
 
@@ -86,11 +110,25 @@ class BatchBALDQuery(BaalHeuristic):
     baal_class = BatchBALD
     needs = frozenset({"mc_probs"})
 
+    def __init__(self, memory_limit: int | None = None, **baal_kwargs) -> None:
+        super().__init__(**baal_kwargs)
+        self.memory_limit = memory_limit
+
     def select(self, outputs: ModelOutputs, n: int, rng: np.random.Generator) -> np.ndarray:
         mc_probs = require(outputs, "mc_probs")
         check_query_size(n, outputs.pool_size)
         if n == 0:
             return np.empty(0, dtype=np.int64)
+        pool, classes, samples = mc_probs.shape
+        draws = int(self.baal_kwargs.get("num_draw", BATCH_BALD_DRAWS))
+        needed = batch_bald_bytes(pool, classes, samples, n, draws)
+        allowed = memory_allowance(self.memory_limit)
+        if allowed is not None and needed > allowed:
+            share = "the limit" if self.memory_limit is not None else f"{int(MEMORY_SHARE * 100)}% of the available memory"
+            raise ValueError(f"batch_bald would need about {format_bytes(needed)} for a batch of {n} from a pool of "
+                             f"{pool} ({classes} classes, {samples} MC samples; baal's sampler holds batch x samples^2 "
+                             f"x {draws} draws), more than {format_bytes(allowed)} ({share}); query smaller batches, "
+                             f"fewer --mc-samples or a --pool-subset, or use bald")
         scorer = BatchBALD(num_samples=n - 1, **self.baal_kwargs)
         with torch.random.fork_rng(devices=[]):  # BatchBALD draws with torch.multinomial
             torch.manual_seed(int(rng.integers(2**63 - 1)))
@@ -99,6 +137,25 @@ class BatchBALDQuery(BaalHeuristic):
         picked = joint != 0
         order = np.lexsort((-bald, np.where(picked, joint, 0.0), ~picked))
         return order[:n].astype(np.int64)
+
+
+BATCH_BALD_DRAWS = 500  # baal's default num_draw
+
+
+def batch_bald_bytes(pool: int, classes: int, samples: int, n: int, draws: int = BATCH_BALD_DRAWS) -> int:
+    """Peak bytes of baal's ``BatchBALD`` picking ``n`` points (float64 throughout).
+
+    Its last step draws from a history of ``n - 1`` picks: ``_sample_from_history`` gathers a
+    (history, K, K, draws) array and takes its log (two of them); ``_joint_entropy`` then builds the
+    (pool, K x draws, classes) expectation ``exp_y`` and, over chunks of 10,000 rows, two
+    temporaries of that shape (``xlogy`` and the division). The larger of the two steps plus the
+    (pool, classes, K) predictions, plus 10% for what the formula leaves out, is the estimate.
+    """
+    history = max(1, n - 1)
+    sampler = 2 * 8 * history * samples * samples * draws
+    expectation = 8 * samples * draws * classes  # one pool row of exp_y
+    joint = expectation * pool + 2 * expectation * min(pool, 10_000)
+    return (max(sampler, joint) + 8 * pool * classes * samples) * 11 // 10
 
 
 class _SeededSampling:

@@ -31,6 +31,9 @@ _BUILTIN_MODULES = (
     "inas_plugins.heuristics.softmax_response",
     "inas_plugins.heuristics.mc_dropout",
     "inas_plugins.heuristics.coreset",
+    "inas_plugins.heuristics.badge",
+    "inas_plugins.heuristics.typiclust",
+    "inas_plugins.heuristics.probcover",
     "inas_plugins.heuristics.baal_builtin",
 )
 
