@@ -72,8 +72,11 @@ app(sys.argv[1:], prog_name="inas")
 
 
 def inas(args: list[str], env: dict, **popen) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a shell starts background jobs (nohup ... &) with it
+    # ignored, and Python then installs no KeyboardInterrupt handler, so Ctrl-C would do nothing.
     return subprocess.Popen([sys.executable, "-c", WRAPPER, *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
 
 
 def finish(run_args: list[str], run_dir: Path, env: dict, log: list[str]) -> int:
@@ -178,7 +181,7 @@ def main() -> None:
             process = inas([*run_args, "--out", str(run_dir)], trial_env)
             process.communicate()
         else:
-            delay = rng.uniform(0.0, duration)
+            delay, missed = rng.uniform(0.0, duration), 0
             for _ in range(6):  # a run that ended before the signal was not killed: again, sooner
                 process = inas([*run_args, "--out", str(run_dir)], env)
                 try:
@@ -186,10 +189,11 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     process.send_signal(signal.SIGKILL if kind == "sigkill" else signal.SIGINT)
                     process.communicate()
+                if process.returncode != 0:
                     break
-                shutil.rmtree(run_dir, ignore_errors=True)
-                delay /= 2
-            moment = f"{delay:.1f} s of {duration:.1f} s"
+                shutil.rmtree(run_dir, ignore_errors=True)  # exit 0: it had finished before the signal
+                delay, missed = delay / 2, missed + 1
+            moment = f"{delay:.1f} s of {duration:.1f} s" + (f" ({missed} run(s) ended before it)" if missed else "")
         killed_code = process.returncode
         commands = finish(run_args, run_dir, env, log)
         problems = differences(run_dir, reference)
@@ -212,8 +216,9 @@ def main() -> None:
         "continued with `inas run --resume DIR` (or restarted, when killed before config.json) until it "
         "exits 0, and compared with the uninterrupted run: same files and no others, config.json, "
         "results.json and results.csv equal but for wall-clock seconds, labelled set, architecture and "
-        "weights bit-identical. Exit when killed: -9 SIGKILL, 130 Ctrl-C (0: the run had ended before the "
-        "signal, six times in a row).",
+        "weights bit-identical. Exit when killed: -9 SIGKILL, 130 Ctrl-C, -2 Ctrl-C during the interpreter's "
+        "exit (every file written); a run that ended before its signal (runs vary in speed on a shared "
+        "machine) was started again and signalled at half the delay.",
         summary,
         "<details><summary>every trial</summary>\n\n"
         + markdown_table(["trial", "kill", "moment", "exit when killed", "commands to finish", "result"], rows)

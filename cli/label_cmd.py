@@ -53,7 +53,7 @@ def init(
     title: Optional[str] = typer.Option(None, help="Label Studio project title (default: inas label RUN)."),
     preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default: paper on CUDA, else cpu."),
     query_size: Optional[int] = typer.Option(None, "--query-size", help="Images per batch after the first (a constant schedule)."),
-    image_size: Optional[int] = typer.Option(None, help="Resize every image to N x N on load (needed when sizes differ)."),
+    image_size: Optional[int] = typer.Option(None, help="Fit every image to N x N on load, as `inas run --image-size`: shorter side to N, centre crop (needed when sizes differ)."),
     color: str = typer.Option("auto", help="auto (RGB unless all images are gray), rgb or gray."),
     flips: bool = typer.Option(True, "--flips/--no-flips", help="Mirror images in augmentation (off for text, digits)."),
     cv_folds: int = typer.Option(3, help="Folds of the cross-validated accuracy estimate, used without DIR/test/."),

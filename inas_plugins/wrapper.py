@@ -127,11 +127,13 @@ def recipe_from_args(args: TrainingArgs, recipe: TrainRecipe | None, dataset_siz
 
     ``epoch`` and ``batch_size`` come from the TrainingArgs (``epoch=0`` falls back to the recipe's),
     SGD hyperparameters from ``args.optimizer`` when it is an SGD optimizer. Without an explicit
-    ``recipe`` an epoch is one pass over the dataset, as in baal; with one, its ``epoch_size`` is kept.
+    ``recipe`` the network trains as baal's ``ModelWrapper`` trains it: an epoch is one pass over the
+    dataset and the learning rate stays constant. With one, its ``epoch_size`` and lr schedule are kept.
     """
     values = (recipe or TrainRecipe()).to_dict()
     if recipe is None:
         values["epoch_size"] = dataset_size
+        values["lr_milestones"] = []
         if args.epoch <= 0:
             raise ValueError("TrainingArgs.epoch is 0: set the epochs of each active step, e.g. "
                              "TrainingArgs(epoch=20), or pass recipe=TrainRecipe(epochs=...)")
@@ -306,8 +308,8 @@ class INASModelWrapper(ModelWrapper):
         """Search from the current architecture on ``dataset``, then train the winner on all of it.
 
         Returns the training loss after each epoch of the final training (baal's history). The
-        ``train_*`` metrics are measured on ``dataset`` after training, in eval mode, without random
-        augmentation where the dataset allows it.
+        ``train_*`` metrics are running averages over the final training's batches, as
+        ``ModelWrapper`` computes them.
         """
         size = len(dataset)
         if size == 0:
@@ -337,15 +339,20 @@ class INASModelWrapper(ModelWrapper):
             logger.info("round %d: iNAS chose %s from %s on %d samples", round_index, arch, self._arch, size)
 
         model = self._build(self.model_factory, arch, derive_seed(self.seed, round_index, 2))
-        run = trainer.start(model, source, desc=f"train {arch}")
+        self._reset_metrics("train")
+        criterion = self._criterion()
+
+        def update_train_metrics(logits: Tensor, target: Tensor, loss: Tensor) -> None:
+            # As ModelWrapper: running metrics over every training batch, no extra pass over the data.
+            self._update_metrics(logits, target, criterion(logits, target) if self.args.criterion else loss,
+                                 filter="train")
+
+        run = trainer.start(model, source, desc=f"train {arch}", on_batch=update_train_metrics)
         history = [run.train_until(epoch).final_loss for epoch in range(1, recipe.epochs + 1)]
         self.model, self._arch, self._input = model, arch, fmt
         self._labelled, self._last_pool = source, None
         self._trained_on = _labelled_oracle_indices(dataset)
         self.rounds += 1
-
-        self._reset_metrics("train")
-        self._update_metrics_over(source.evaluation(), "train")
         self.active_step(size, self.get_metrics("train"))
         return history
 

@@ -336,7 +336,9 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_nothing(tmp_path) -> None
     out = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-c", INTERRUPT, "run", *TINY, "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               # a background job (CI, nohup) starts with SIGINT ignored: restore it, as a terminal has it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(1.0)  # importing torch: well before the first round
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)

@@ -97,7 +97,11 @@ def decode_groups(root: Path, groups: dict[str, list[str]], image_size: Optional
 
     Images of different sizes without ``image_size`` stay an error (one line), as for ``inas run``.
     """
-    decoder = ImageDecoder(tuple(image_size) if image_size else None)
+    # A square size follows `inas run --image-size`: shorter side scaled to S, centre S x S crop.
+    if image_size and len(image_size) == 2 and image_size[0] == image_size[1]:
+        decoder = ImageDecoder(int(image_size[0]))
+    else:
+        decoder = ImageDecoder(tuple(image_size) if image_size else None)
     decoded: dict[str, tuple[list[str], list[torch.Tensor]]] = {}
     missing, unreadable = [], []
     for name, paths in groups.items():

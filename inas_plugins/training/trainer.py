@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,10 @@ from .augment import BatchAugment
 from .recipe import TrainRecipe, batch_bounds
 from .sources import DataSource, InputFormat, TensorSource, check_labels
 
-__all__ = ["DEVICE_CHOICES", "Trainer", "TrainingRun", "TrainStats", "derive_seed", "resolve_device"]
+# Called after each training step with (logits, labels, loss), all detached.
+BatchHook = Callable[[Tensor, Tensor, Tensor], None]
+
+__all__ = ["BatchHook", "DEVICE_CHOICES", "Trainer", "TrainingRun", "TrainStats", "derive_seed", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +143,13 @@ class Trainer:
         recipe: TrainRecipe | None = None,
         desc: str = "train",
         run_seed: int | None = None,
+        on_batch: Optional[BatchHook] = None,
     ) -> "TrainingRun":
-        """Set up a run that can be advanced epoch by epoch (successive halving pauses runs)."""
+        """Set up a run that can be advanced epoch by epoch (successive halving pauses runs).
+
+        ``on_batch(logits, labels, loss)`` (detached) is called after every step: baal's wrapper
+        feeds its running train metrics from it, as ``ModelWrapper`` does, without another pass.
+        """
         source = self.source(data, labels)
         if len(source) == 0:
             raise ValueError("cannot train on an empty labelled set")
@@ -152,7 +160,7 @@ class Trainer:
         index = self._runs_started
         self._runs_started += 1
         seed = derive_seed(self.seed, index) if run_seed is None else derive_seed(run_seed)
-        return TrainingRun(self, model, source, recipe or self.recipe, desc=desc, seed=seed)
+        return TrainingRun(self, model, source, recipe or self.recipe, desc=desc, seed=seed, on_batch=on_batch)
 
     def fit(
         self,
@@ -210,10 +218,11 @@ class TrainingRun:
     """
 
     def __init__(self, trainer: Trainer, model: nn.Module, source: DataSource, recipe: TrainRecipe,
-                 *, desc: str, seed: int) -> None:
+                 *, desc: str, seed: int, on_batch: Optional[BatchHook] = None) -> None:
         self.trainer = trainer
         self.recipe = recipe
         self.desc = desc
+        self.on_batch = on_batch
         self.seed = seed
         device = trainer.device
         self.model = model.to(device=device, memory_format=trainer.memory_format)
@@ -316,7 +325,8 @@ class TrainingRun:
             if trainer.on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with trainer._autocast():
-                loss = F.cross_entropy(model(x), y)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -326,6 +336,8 @@ class TrainingRun:
                 loss.backward()
                 optimizer.step()
             loss_sum += loss.detach().float() * y.shape[0]
+            if self.on_batch is not None:
+                self.on_batch(logits.detach().float(), y, loss.detach().float())
             self._last_lr = self.scheduler.get_last_lr()[0]
             self.scheduler.step()
             self.step += 1
