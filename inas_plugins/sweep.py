@@ -405,14 +405,16 @@ def execute(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, cpus_per_
     write_manifest(sweep_dir, manifest)
     progress = Progress(total=len(runs), done=len(skipped))
     complete, failed = [], {}
-    last_line, last_time = "", 0.0
+    last_counts, last_time = None, 0.0
     try:
         while True:
             progress.running = sum(1 for run in pending.values() if _started_since(sweep_dir, run, session_start))
-            line = progress.line()
-            if line != last_line or time.monotonic() - last_time >= refresh_s:
-                echo(line)
-                last_line, last_time = line, time.monotonic()
+            # A line when the counts change, else every refresh_s (the ETA alone moves every second:
+            # printing it each time would fill a log with near-identical lines).
+            counts = (progress.done, progress.failed, progress.running)
+            if counts != last_counts or time.monotonic() - last_time >= refresh_s:
+                echo(progress.line())
+                last_counts, last_time = counts, time.monotonic()
             if not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
