@@ -18,16 +18,23 @@ either of baal's loops::
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from baal.active.heuristics import AbstractHeuristic
 
-from .heuristics import QueryHeuristic, ScoreHeuristic, create_heuristic
-from .heuristics.base import check_picks  # noqa: F401  (re-exported: it lived here before)
+from .heuristics import ModelOutputs, QueryHeuristic, ScoreHeuristic, create_heuristic
+from .heuristics.base import check_picks
 
-if TYPE_CHECKING:
-    from .wrapper import INASModelWrapper
+
+
+class QuerySource(Protocol):
+    """What a BaalQuery needs from the model wrapper (``INASModelWrapper`` provides it). A protocol, so
+    this module imports nothing from the wrapper: the wrapper depends on it, not the other way."""
+
+    def record_for_query(self, needs: frozenset[str]) -> None: ...
+
+    def query_outputs(self, predictions: np.ndarray, needs: frozenset[str], heuristic: str) -> ModelOutputs: ...
 
 
 class BaalQuery(AbstractHeuristic):
@@ -40,7 +47,7 @@ class BaalQuery(AbstractHeuristic):
     stores as uncertainty.
     """
 
-    def __init__(self, heuristic: str | QueryHeuristic, wrapper: "INASModelWrapper", *, query_size: int,
+    def __init__(self, heuristic: str | QueryHeuristic, wrapper: QuerySource, *, query_size: int,
                  seed: int = 0, **kwargs: Any) -> None:
         super().__init__(reverse=True)
         if isinstance(query_size, bool) or not isinstance(query_size, (int, np.integer)) or query_size < 1:

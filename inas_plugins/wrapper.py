@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from .baal_query import BaalQuery
 from .device import memory_format, resolve_device
 from .heuristics.outputs import ModelOutputs, check_needs
 from .inference import MaskSampler, batch_outputs, iterate_outputs, run_model
@@ -514,8 +515,6 @@ class INASModelWrapper(ModelWrapper):
     def heuristic(self, name: str, query_size: int, *, seed: int | None = None, **kwargs: Any):
         """Any registered heuristic (``inas heuristics``) as a baal ``AbstractHeuristic`` bound to this
         wrapper, for baal's ``ActiveLearningLoop`` and ``ActiveLearningExperiment``."""
-        from .baal_query import BaalQuery
-
         return BaalQuery(name, self, query_size=query_size, seed=self.seed if seed is None else seed, **kwargs)
 
     # -- persistence -----------------------------------------------------------------------------

@@ -167,6 +167,12 @@ def test_the_module_level_import_graph_has_no_cycle():
     assert cycle is None, "module-level import cycle: " + " -> ".join(cycle)
 
 
+def test_no_cycle_even_counting_imports_inside_functions_and_type_checking():
+    """Data flows one way: a lazy or typing-only import back is still a dependency back."""
+    cycle = find_cycle(import_graph(module_level_only=False))
+    assert cycle is None, "import cycle (imports inside functions included): " + " -> ".join(cycle)
+
+
 def test_the_graph_sees_our_modules_and_their_imports():
     """Guards the test above against passing vacuously (a resolver that finds no edges)."""
     graph = import_graph()
