@@ -291,16 +291,14 @@ class INASModelWrapper(ModelWrapper):
                             with_labels=with_labels, **self._loader_kwargs())
 
     def _untrained_format(self, dataset: Dataset) -> InputFormat:
-        """Before any training: floats as they are, uint8 only scaled to 0..1."""
+        """Before any training: the format :meth:`InputFormat.untrained` gives the first item."""
         first = next(iter(DataLoader(dataset, batch_size=1, collate_fn=self.args.collate_fn)), None)
-        images = split_batch(first, with_labels=False)[0] if first is not None else torch.zeros(1, 1, 1, 1)
-        if images.dtype == torch.uint8:
-            return InputFormat.uint8((0.0,) * images.shape[1], (1.0,) * images.shape[1])
-        return InputFormat.normalised()
+        if first is None:
+            return InputFormat.normalised()
+        return InputFormat.untrained(split_batch(first, with_labels=False)[0])
 
     def _network_input(self, data: Tensor) -> Tensor:
-        fmt = self._input or (InputFormat.uint8((0.0,) * data.shape[1], (1.0,) * data.shape[1])
-                              if data.dtype == torch.uint8 else InputFormat.normalised())
+        fmt = self._input or InputFormat.untrained(data)
         return fmt.prepare(data, self.device).contiguous(memory_format=memory_format(self.device))
 
     # -- training --------------------------------------------------------------------------------

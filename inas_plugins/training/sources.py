@@ -62,6 +62,15 @@ class InputFormat:
         return cls("normalised")
 
     @classmethod
+    def untrained(cls, images: Tensor) -> "InputFormat":
+        """The format of images before any training set was seen: floats as they are, uint8 only
+        scaled to 0..1 (a network that has not been trained has no statistics to normalise with)."""
+        check_images(images)
+        if images.dtype == torch.uint8:
+            return cls.uint8((0.0,) * images.shape[1], (1.0,) * images.shape[1])
+        return cls.normalised()
+
+    @classmethod
     def fit(cls, batches: Iterable[Tensor]) -> "InputFormat":
         """The format of a training set seen as batches: floats as they are; uint8 with the
         per-channel mean/std of all its pixels, accumulated batch by batch (memory stays bounded)."""

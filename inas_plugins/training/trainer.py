@@ -129,9 +129,6 @@ class Trainer:
         """A batch of images -> normalised float32 network input on ``self.device`` (channels_last on CUDA)."""
         return self.source(images).fmt.prepare(images, self.device).contiguous(memory_format=self.memory_format)
 
-    def _autocast(self):
-        return autocast(self.device)
-
     # -- training --------------------------------------------------------------------------------
 
     def start(
@@ -324,7 +321,7 @@ class TrainingRun:
                 x = augment(x, generator)
             if trainer.on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with trainer._autocast():
+            with autocast(trainer.device):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
