@@ -215,6 +215,109 @@ def cheaper_search_rows(run_dirs: list[Path]) -> list[list[object]]:
     return rows
 
 
+# Names of the study's configurations: "<network>-<query>[-<variant>]"; the network is "inas" or "fixed<arch>".
+QUERY_SHORT = {"random": "random", "sr": "softmax response", "mc": "MC-dropout", "coreset": "coreset",
+               "badge": "BADGE", "typiclust": "TypiClust", "probcover": "ProbCover"}
+
+
+def complete_curves(run_dirs: list[Path]) -> dict[str, dict[int, tuple[list[int], list[float]]]]:
+    """configuration -> seed -> (labelled sizes, test accuracies) of its complete runs."""
+    curves: dict[str, dict[int, tuple[list[int], list[float]]]] = {}
+    for run_dir in run_dirs:
+        results = load_results(run_dir)
+        if results.get("status") != "complete":
+            continue
+        rounds = sorted(results["rounds"], key=lambda row: row["labelled"])
+        seed = int(run_dir.name.rsplit("-seed", 1)[1])
+        curves.setdefault(configuration_of(run_dir.name), {})[seed] = (
+            [r["labelled"] for r in rounds], [float(r["test_accuracy"]) for r in rounds])
+    return curves
+
+
+def plain_configurations(curves: dict) -> dict[tuple[str, str], str]:
+    """(network, query) -> configuration name, for the configurations that change only those two."""
+    plain = {}
+    for name in curves:
+        parts = name.split("-")
+        if len(parts) == 2 and parts[1] in QUERY_SHORT:
+            plain[(parts[0], parts[1])] = name
+    return plain
+
+
+def _auc(curve: tuple[list[int], list[float]]) -> float:
+    return normalised_auc(*curve)
+
+
+def _mean_std_text(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def best_query_rows(curves: dict) -> tuple[list[str], list[list[object]]]:
+    """Per network, which query function has the highest mean test accuracy at each labelled size (and
+    the highest mean AUC), with the runner-up: the answer to "which query function at which budget".
+
+    A cell names the leader and its mean, then the runner-up's; "(n seeds)" when seeds differ. A lead
+    smaller than the leader's standard deviation over seeds is marked "~" (within the noise)."""
+    plain = plain_configurations(curves)
+    networks = sorted({network for network, _ in plain}, key=lambda n: (n != "inas", n))
+    sizes = sorted({n for per_seed in curves.values() for labelled, _ in per_seed.values() for n in labelled})
+
+    def ranked(network: str, score) -> str:
+        scores = []
+        for (net, query), name in plain.items():
+            values = [v for v in (score(curve) for curve in curves[name].values()) if v is not None]
+            if net == network and values:
+                scores.append((float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                               query, len(values)))
+        if not scores:
+            return "-"
+        scores.sort(reverse=True)
+        (mean, std, query, seeds), rest = scores[0], scores[1:]
+        text = f"{QUERY_SHORT[query]} {mean:.3f}" + ("" if seeds == 3 else f" ({seeds} seeds)")
+        if rest:
+            close = "~ " if mean - rest[0][0] < std else ""
+            text += f"; {close}next {QUERY_SHORT[rest[0][2]]} {rest[0][0]:.3f}"
+        return text + f" [{len(scores)} compared]"
+
+    rows = []
+    for size in sizes[1:]:  # the first size is the initial random set: no query function has acted yet
+        rows.append([size] + [ranked(net, lambda c, size=size: dict(zip(*c)).get(size)) for net in networks])
+    rows.append(["AUC"] + [ranked(net, _auc) for net in networks])
+    return ["labelled"] + networks, rows
+
+
+def hindsight_rows(curves: dict) -> tuple[str | None, list[list[object]]]:
+    """Every iNAS configuration against the hindsight-best fixed network with its best query function
+    (the fixed (network, query) pair with the highest mean AUC), and against the fixed networks with the
+    same query function. Gaps are AUC differences; "paired" is the mean +- std of the per-seed
+    differences over the seeds both have (same seed: same initial labelled set and data order)."""
+    plain = plain_configurations(curves)
+    fixed = {name: float(np.mean([_auc(c) for c in curves[name].values()]))
+             for (network, _), name in plain.items() if network.startswith("fixed")}
+    if not fixed:
+        return None, []
+    best_fixed = max(fixed, key=fixed.get)
+
+    def gap(name: str, reference: str) -> str:
+        if reference not in curves:
+            return "-"
+        seeds = sorted(set(curves[name]) & set(curves[reference]))
+        if not seeds:
+            return "-"
+        differences = [_auc(curves[name][s]) - _auc(curves[reference][s]) for s in seeds]
+        spread = f" ± {np.std(differences, ddof=1):.3f}" if len(differences) > 1 else ""
+        return f"{np.mean(differences):+.3f}{spread} ({len(seeds)})"
+
+    rows = []
+    for name in sorted(n for n in curves if n.startswith("inas-")):
+        query = name.split("-")[1]
+        aucs = [_auc(c) for c in curves[name].values()]
+        rows.append([name, len(aucs), _mean_std_text(aucs), gap(name, best_fixed),
+                     gap(name, f"fixed2x4-{query}"), gap(name, f"fixed1x2-{query}")])
+    rows.sort(key=lambda row: -float(row[2].split()[0]))
+    return best_fixed, rows
+
+
 def total_minutes(run_dirs: list[Path]) -> float:
     rounds = [r for run_dir in run_dirs for r in load_results(run_dir)["rounds"]]
     return sum(r["search_seconds"] + r["train_seconds"] + r["query_seconds"] for r in rounds) / 60
@@ -260,6 +363,31 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
         "The paper's search costs 0.75 x the final training per round (3 candidates at a quarter of the schedule).",
         f"All {len(run_dirs)} runs together: {total_minutes(run_dirs):.0f} min of search + training + queries.",
     ]
+    curves = complete_curves(run_dirs)
+    headers, rows = best_query_rows(curves)
+    sections += [
+        "",
+        "### Which query function is best at each labelled size (complete runs, mean over seeds)",
+        "",
+        markdown_table(headers, rows),
+        "",
+        "Each cell: the query function with the highest mean test accuracy for that network, then the runner-up; "
+        "\"~\" when the lead is smaller than the leader's standard deviation over seeds. The initial labelled "
+        "set (the smallest size) is drawn at random, the same for every query function of a seed, so it is left out.",
+    ]
+    best_fixed, rows = hindsight_rows(curves)
+    if rows:
+        sections += [
+            "",
+            f"### active-iNAS against the hindsight-best fixed network ({best_fixed}, the fixed network and query "
+            "function with the highest mean AUC)",
+            "",
+            markdown_table(["configuration", "seeds", "AUC", f"gap to {best_fixed}, paired (seeds)",
+                            "gap to fixed 2x4, same query (seeds)", "gap to fixed 1x2, same query (seeds)"], rows),
+            "",
+            "Gaps are AUC differences, mean ± std of the per-seed differences over the seeds both configurations "
+            "have (a seed fixes the initial labelled set and the data order); negative: iNAS is behind.",
+        ]
     cheaper = cheaper_search_rows(run_dirs)
     if cheaper:
         sections += [
