@@ -164,8 +164,9 @@ def low_budget_rows(pool_size: int, labelled_size: int, picks: int, width: int =
             extra = "k-means (scikit-learn) + one 16M-float block per cluster"
         else:
             stats = heuristic.last_stats
-            extra = (f"a few N-vectors + one 16M-double block (delta {stats['delta']:.2f}, "
-                     f"{stats['mean_ball']:.0f} points per ball, {stats['covered']:.0%} covered after the picks)")
+            extra = (f"the points in float32 + float64, 1M-float tiles, a ball graph of at most 4M edges "
+                     f"(delta {stats['delta']:.2f}, {stats['mean_ball']:.0f} points per ball, "
+                     f"{stats['covered']:.0%} covered after the picks)")
         rows.append([name, pool_size, width, labelled_size, picks, f"{seconds:.1f}", extra,
                      f"{high_water_growth / 1024:.0f}"])
     return rows
@@ -236,10 +237,11 @@ def main() -> None:
         "",
         "None forms an N x N matrix. BADGE keeps the gradient embeddings factored ((p - onehot) and h) and "
         "never forms the N x C*D matrix; TypiClust's cost is scikit-learn's k-means (500 clusters, "
-        "MiniBatchKMeans) plus neighbour distances within each cluster; ProbCover computes all N^2 distances "
-        "for its radius and again for the ball counts, and once more, at most, while picks cover new points, "
-        "in blocks, in float64, without storing the ball graph: quadratic time, linear memory, and the row to "
-        "watch on a CPU.",
+        "MiniBatchKMeans) plus neighbour distances within each cluster; ProbCover computes the N^2 / 2 "
+        "distances once, as float32 products in cache-sized tiles (the pairs within float32's rounding band "
+        "of delta, and the points near the radius's order statistic, recomputed in float64, so it picks as "
+        "with exact distances), which gives both its radius and its sparse ball graph (kept up to 4 million "
+        "edges, else balls are recomputed per pick): quadratic time, linear memory.",
     ])
     print(body)
     if not args.no_write:

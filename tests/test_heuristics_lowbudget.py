@@ -1,5 +1,6 @@
 """BADGE, TypiClust and ProbCover against brute-force references that build full matrices on 60 points."""
 
+import itertools
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from inas_plugins.heuristics import ModelOutputs, create_heuristic
+from inas_plugins.heuristics import probcover
 from inas_plugins.heuristics.badge import badge_seeding
 from inas_plugins.heuristics.probcover import greedy_coverage, probcover_select, purity_radius
 from inas_plugins.heuristics.typiclust import typiclust_select
@@ -201,6 +203,116 @@ def test_probcover_greedy_with_a_fixed_radius_is_chunk_independent():
     balls = pairwise(points, points) < 2.3
     assert stats["covered"] == pytest.approx(balls[np.concatenate([picks, np.arange(50, 60)])].any(0).mean())
     assert greedy_coverage(points, 50, 2.3, 0).tolist() == []
+
+
+PATHS = ("one pass", "second pass", "streamed")
+
+
+def forced(monkeypatch, path: str) -> tuple[dict, set]:
+    """Options that send ``probcover_select`` down ``path``, and the set that records which ball
+    searches ran: "one pass" keeps the radius pass's candidate pairs as the graph; "second pass" gets
+    no candidates (its pilot reach is 0) and searches the graph after the radius; "streamed" may keep
+    no graph (``max_edges=0``) and recomputes balls per pick."""
+    taken = set()
+    search, neighbours = probcover._uncovered_pairs, probcover._Streamed.neighbours
+
+    def searched(*args):
+        taken.add("second pass")
+        return search(*args)
+
+    def streamed(self, points):
+        taken.add("streamed")
+        return neighbours(self, points)
+
+    monkeypatch.setattr(probcover, "_uncovered_pairs", searched)
+    monkeypatch.setattr(probcover._Streamed, "neighbours", streamed)
+    if path == "second pass":
+        monkeypatch.setattr(probcover, "_pilot_reach", lambda *args: 0.0)
+    return {"max_edges": 0} if path == "streamed" else {}, taken
+
+
+def expected_taken(path: str) -> set:
+    return {"one pass": set(), "second pass": {"second pass"}, "streamed": {"second pass", "streamed"}}[path]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("num_labelled", [0, 10])
+def test_probcover_each_path_matches_brute_force(monkeypatch, path, num_labelled):
+    options, taken = forced(monkeypatch, path)
+    points = blobs(60, seed=3 + num_labelled)
+    pool, labelled = points[:60 - num_labelled], points[60 - num_labelled:]
+    rng = np.random.default_rng(9)
+    labels = KMeans(n_clusters=CLASSES, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(points)
+    expected = brute_force_coverage(pool, labelled, 25, brute_force_purity_delta(points, labels, 0.95), rng)
+    for chunk in (1 << 24, 13):
+        taken.clear()
+        picks = probcover_select(pool, 25, labelled, num_classes=CLASSES, rng=np.random.default_rng(9),
+                                 chunk_elements=chunk, **options)
+        assert picks.tolist() == expected and taken == expected_taken(path)
+
+
+def lattice(seed: int, side: int = 4, width: int = 8, spacing: float = 0.1) -> np.ndarray:
+    """A cubic lattice, randomly rotated into ``width`` dimensions and offset, in float32: neighbours sit at
+    distance ``spacing`` up to the rounding of their coordinates, inside the float32 rounding band of
+    a radius ``spacing``, so only exact distances put them on the right side of it."""
+    rng = np.random.default_rng(seed)
+    grid = np.array(list(itertools.product(range(side), repeat=3)), dtype=np.float64) * spacing
+    rotation = np.linalg.qr(rng.normal(size=(width, width)))[0][:3]
+    return (grid @ rotation + 3.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_probcover_pairs_inside_the_float32_band_are_decided_exactly(monkeypatch, path):
+    points = lattice(seed=0)
+    exact = pairwise(points, points)
+    centred = torch.from_numpy(points).double()
+    centred = (centred - centred.mean(0)).float()
+    norms = centred.square().sum(1)
+    float32_gram = (norms[:, None] + norms[None, :] - 2 * centred @ centred.T).numpy()
+    assert ((float32_gram < 0.1**2) != (exact < 0.1)).sum() > 0  # float32 alone gets some neighbours wrong
+
+    options, taken = forced(monkeypatch, path)
+    pool, labelled = points[:54], points[54:]
+    expected = brute_force_coverage(pool, labelled, 54, 0.1, np.random.default_rng(4))
+    picks = probcover_select(pool, 54, labelled, delta=0.1, rng=np.random.default_rng(4), **options)
+    assert picks.tolist() == expected
+
+    # The purity rule: nearest points of another label at the lattice spacing, equal up to rounding.
+    rng = np.random.default_rng(9)
+    labels = KMeans(n_clusters=CLASSES, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(points)
+    delta = brute_force_purity_delta(points, labels, 0.95)
+    assert np.isclose(exact, delta, rtol=1e-5).sum() > 2  # near-ties at the radius
+    assert purity_radius(points, labels, 0.95) == pytest.approx(delta, rel=1e-12)
+    pulled_in = delta * math.sqrt(1.0 - 1e-9)  # as probcover_select: the radius pair's own ball excludes it
+    expected = brute_force_coverage(pool, labelled, 30, pulled_in, rng)
+    taken.clear()
+    picks = probcover_select(pool, 30, labelled, num_classes=CLASSES, rng=np.random.default_rng(9), **options)
+    assert picks.tolist() == expected and taken == expected_taken(path)
+
+
+def test_probcover_bulk_runs_in_float64_where_float32_products_are_not_ieee(monkeypatch):
+    points = lattice(seed=1)
+    assert probcover._prepared(points).fast.dtype == torch.float32
+    expected = probcover_select(points[:54], 30, points[54:], num_classes=CLASSES, rng=np.random.default_rng(9))
+    monkeypatch.setattr(probcover, "_ieee_float32_products", lambda device: False)  # as with TF32 allowed
+    assert probcover._prepared(points).fast.dtype == torch.float64
+    picks = probcover_select(points[:54], 30, points[54:], num_classes=CLASSES, rng=np.random.default_rng(9))
+    assert picks.tolist() == expected.tolist()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("path", PATHS)
+def test_probcover_on_cuda_picks_as_on_the_cpu(monkeypatch, path):
+    options, taken = forced(monkeypatch, path)
+    points = lattice(seed=0)
+    expected = probcover_select(points[:54], 30, points[54:], num_classes=CLASSES, rng=np.random.default_rng(9),
+                                **options)
+    on_cuda = torch.from_numpy(points).cuda()
+    taken.clear()
+    picks = probcover_select(on_cuda[:54], 30, on_cuda[54:], num_classes=CLASSES, rng=np.random.default_rng(9),
+                             **options)
+    assert picks.tolist() == expected.tolist() and taken == expected_taken(path)
 
 
 def test_probcover_by_name_takes_the_number_of_classes_from_the_probabilities():
