@@ -176,6 +176,14 @@ def brute_force_coverage(pool: np.ndarray, labelled: np.ndarray, n: int, delta: 
     return picks
 
 
+def probcover_reference(pool: np.ndarray, labelled: np.ndarray, n: int, delta: float,
+                        rng: np.random.Generator) -> list[int]:
+    """ProbCover's picks by brute force, as ``probcover_select`` draws them: the pool in a random order
+    from ``rng`` (ties then go to a random point), the greedy on it, the picks mapped back."""
+    order = rng.permutation(len(pool))
+    return order[brute_force_coverage(pool[order], labelled, n, delta, rng)].tolist()
+
+
 @pytest.mark.parametrize("num_labelled", [0, 10])
 def test_probcover_purity_rule_and_greedy_match_brute_force(num_labelled):
     points = blobs(60, seed=3 + num_labelled)
@@ -185,7 +193,7 @@ def test_probcover_purity_rule_and_greedy_match_brute_force(num_labelled):
     labels = KMeans(n_clusters=CLASSES, n_init=1, random_state=seed).fit_predict(points)
     delta = brute_force_purity_delta(points, labels, 0.95)
     assert purity_radius(points, labels, 0.95) == pytest.approx(delta, rel=1e-5)
-    expected = brute_force_coverage(pool, labelled, 25, delta, rng)
+    expected = probcover_reference(pool, labelled, 25, delta, rng)
     picks = probcover_select(pool, 25, labelled, num_classes=CLASSES, rng=np.random.default_rng(9))
     assert picks.tolist() == expected and len(set(expected)) == 25
 
@@ -193,13 +201,13 @@ def test_probcover_purity_rule_and_greedy_match_brute_force(num_labelled):
 def test_probcover_greedy_with_a_fixed_radius_is_chunk_independent():
     points = blobs(60, seed=11)
     pool, labelled = points[:50], points[50:]
-    expected = brute_force_coverage(pool, labelled, 50, 2.3, np.random.default_rng(4))  # runs out: random tail
+    expected = probcover_reference(pool, labelled, 50, 2.3, np.random.default_rng(4))  # runs out: random tail
     for chunk in (1 << 24, 13):
         picks = probcover_select(pool, 50, labelled, delta=2.3, rng=np.random.default_rng(4), chunk_elements=chunk)
         assert picks.tolist() == expected
     stats = {}
     picks = greedy_coverage(points, 50, 2.3, 10, rng=np.random.default_rng(4), chunk_elements=13, stats=stats)
-    assert picks.tolist() == expected[:10]
+    assert picks.tolist() == brute_force_coverage(pool, labelled, 10, 2.3, np.random.default_rng(4))
     balls = pairwise(points, points) < 2.3
     assert stats["covered"] == pytest.approx(balls[np.concatenate([picks, np.arange(50, 60)])].any(0).mean())
     assert greedy_coverage(points, 50, 2.3, 0).tolist() == []
@@ -243,7 +251,7 @@ def test_probcover_each_path_matches_brute_force(monkeypatch, path, num_labelled
     pool, labelled = points[:60 - num_labelled], points[60 - num_labelled:]
     rng = np.random.default_rng(9)
     labels = KMeans(n_clusters=CLASSES, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(points)
-    expected = brute_force_coverage(pool, labelled, 25, brute_force_purity_delta(points, labels, 0.95), rng)
+    expected = probcover_reference(pool, labelled, 25, brute_force_purity_delta(points, labels, 0.95), rng)
     for chunk in (1 << 24, 13):
         taken.clear()
         picks = probcover_select(pool, 25, labelled, num_classes=CLASSES, rng=np.random.default_rng(9),
@@ -273,7 +281,7 @@ def test_probcover_pairs_inside_the_float32_band_are_decided_exactly(monkeypatch
 
     options, taken = forced(monkeypatch, path)
     pool, labelled = points[:54], points[54:]
-    expected = brute_force_coverage(pool, labelled, 54, 0.1, np.random.default_rng(4))
+    expected = probcover_reference(pool, labelled, 54, 0.1, np.random.default_rng(4))
     picks = probcover_select(pool, 54, labelled, delta=0.1, rng=np.random.default_rng(4), **options)
     assert picks.tolist() == expected
 
@@ -284,10 +292,23 @@ def test_probcover_pairs_inside_the_float32_band_are_decided_exactly(monkeypatch
     assert np.isclose(exact, delta, rtol=1e-5).sum() > 2  # near-ties at the radius
     assert purity_radius(points, labels, 0.95) == pytest.approx(delta, rel=1e-12)
     pulled_in = delta * math.sqrt(1.0 - 1e-9)  # as probcover_select: the radius pair's own ball excludes it
-    expected = brute_force_coverage(pool, labelled, 30, pulled_in, rng)
+    expected = probcover_reference(pool, labelled, 30, pulled_in, rng)
     taken.clear()
     picks = probcover_select(pool, 30, labelled, num_classes=CLASSES, rng=np.random.default_rng(9), **options)
     assert picks.tolist() == expected and taken == expected_taken(path)
+
+
+def test_probcover_breaks_ties_at_random_not_by_pool_order():
+    """A pool in class order (as an image folder lists it) whose balls hold only their centre: every
+    degree ties. Ties by position would label the first class only; ProbCover's picks spread."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=100.0, size=(CLASSES, 8))
+    pool = np.repeat(centres, 40, axis=0) + rng.normal(size=(CLASSES * 40, 8))  # 40 per class, in class order
+    classes = np.repeat(np.arange(CLASSES), 40)
+    picks = probcover_select(pool, 40, delta=1e-3, rng=np.random.default_rng(1))
+    assert len(set(picks.tolist())) == 40
+    assert np.bincount(classes[picks], minlength=CLASSES).min() >= 3  # every class drawn, none only
+    assert greedy_coverage(pool, len(pool), 1e-3, 40).tolist() == list(range(40))  # the bare greedy: by position
 
 
 def test_probcover_bulk_runs_in_float64_where_float32_products_are_not_ieee(monkeypatch):
