@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -175,12 +177,13 @@ def balance_rows(run_dirs: list[Path], train_labels: np.ndarray, class_names: li
     return rows
 
 
-CHEAPER_SEARCHES = ("inas-sr-inherit-unseen", "inas-sr-halving", "inas-sr-premature8")
+SEARCH_VARIANTS = tuple(name for name in STUDY if name.startswith("inas-sr-"))  # each a change of inas-sr's search
 PLAIN_SEARCH = "inas-sr"
 
 
-def cheaper_search_rows(run_dirs: list[Path]) -> list[list[object]]:
-    """Each cheaper search against the plain search on the seeds both have finished.
+def search_variant_rows(run_dirs: list[Path]) -> list[list[object]]:
+    """Each variant of the search (cheaper ones, and those meant to close the gap to the best fixed
+    network) against the plain search on the seeds both have finished.
 
     The rule for a new default: AUC no more than one standard deviation (over the plain search's seeds)
     below the plain search's AUC on the same seeds, and less search time on those seeds -- checked on
@@ -200,7 +203,7 @@ def cheaper_search_rows(run_dirs: list[Path]) -> list[list[object]]:
     plain_aucs = [auc_and_search(PLAIN_SEARCH, seed)[0] for seed in plain_seeds]
     plain_std = float(np.std(plain_aucs, ddof=1))
     rows = []
-    for name in CHEAPER_SEARCHES:
+    for name in SEARCH_VARIANTS:
         seeds = [seed for seed in plain_seeds if f"{name}-seed{seed}" in finished]
         if not seeds:
             continue
@@ -318,6 +321,18 @@ def hindsight_rows(curves: dict) -> tuple[str | None, list[list[object]]]:
     return best_fixed, rows
 
 
+def threads_line(run_dirs: list[Path]) -> str:
+    """How many torch threads the runs trained with, from the command each sweep log records: timings of
+    runs with 1 thread, two side by side, are not comparable with those of runs with 2, one at a time."""
+    threads = Counter()
+    for run_dir in run_dirs:
+        log = run_dir.parent / "logs" / f"{run_dir.name}.log"
+        found = re.search(r"--threads (\d+)", log.read_text()) if log.exists() else None
+        threads[found.group(1) if found else "unknown"] += 1
+    return ", ".join(f"{count} runs with {value} torch thread{'s' if value != '1' else ''}"
+                     for value, count in sorted(threads.items()))
+
+
 def total_minutes(run_dirs: list[Path]) -> float:
     rounds = [r for run_dir in run_dirs for r in load_results(run_dir)["rounds"]]
     return sum(r["search_seconds"] + r["train_seconds"] + r["query_seconds"] for r in rounds) / 60
@@ -337,6 +352,7 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
         "Command: `python benchmarks/label_efficiency.py --data-dir DIR/cifar10` (DIR: where "
         "`../shared/data/cifar10-jpeg.tar.gz` was unpacked). Runs in `--runs-dir`, one directory each.",
         f"Machine: {machine_line()}." + (f" Wall time of this invocation: {wall_seconds / 60:.1f} min." if wall_seconds else ""),
+        f"Runs: {threads_line(run_dirs)} (a sweep runs as many side by side as the CPUs allow).",
         "",
         "cpu preset: " + json.dumps({k: config[k] for k in (
             "initial", "query_schedule", "budget", "epochs", "epoch_size", "batch_size", "base_width",
@@ -388,15 +404,15 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
             "Gaps are AUC differences, mean ± std of the per-seed differences over the seeds both configurations "
             "have (a seed fixes the initial labelled set and the data order); negative: iNAS is behind.",
         ]
-    cheaper = cheaper_search_rows(run_dirs)
-    if cheaper:
+    variants = search_variant_rows(run_dirs)
+    if variants:
         sections += [
             "",
-            "### Cheaper searches against the plain search, on the same seeds",
+            "### Variants of the search against the plain search, on the same seeds",
             "",
             markdown_table(["technique", "seeds", "AUC", "plain AUC (same seeds)", "difference",
                             "plain AUC std (all its seeds)", "search time / plain", "meets the default rule"],
-                           cheaper),
+                           variants),
             "",
             "Rule for a new default: an AUC at most one standard deviation below the plain search's and less "
             "search time, on every seed of the plain search (a higher AUC passes).",
