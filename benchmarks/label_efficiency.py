@@ -22,8 +22,8 @@ import argparse
 import json
 import re
 import sys
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
