@@ -20,66 +20,21 @@ baal's heuristic objects (``BALD()``) keep working too.
     python examples/baal_active_loop.py --steps 2 --epochs 2   # a quick look
 """
 
-import argparse
-
 import numpy as np
 import torch
 from baal.active import ActiveLearningDataset, ActiveLearningLoop
 from baal.modelwrapper import TrainingArgs
 from baal.utils.metrics import Accuracy
-from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import Dataset
-from torchvision import transforms
 
 from inas_plugins import Arch, INASModelWrapper, SearchSpace, build_inas_resnet
-from inas_plugins.heuristics import heuristic_names
 from inas_plugins.settings import QueryOptions, SearchOptions
 
-QUERY_SIZE = 100
-
-
-class Digits(Dataset):
-    """8x8 digits as (normalised float image, label), with a transform like a torchvision dataset's."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        image = self.images[index]
-        return (self.transform(image) if self.transform else image), int(self.labels[index])
-
-
-def digits_datasets(test_size: int = 400, seed: int = 0) -> tuple[Digits, Digits]:
-    """Training set (random rotations up to 10 degrees) and test set, normalised as ToTensor + Normalize would."""
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    images = (images - images.mean()) / images.std()
-    labels = torch.tensor(digits.target)
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    test, train = order[:test_size], order[test_size:]
-    return (Digits(images[train], labels[train], transform=transforms.RandomRotation(10)),
-            Digits(images[test], labels[test]))
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--heuristic", default="softmax_response", choices=heuristic_names(), metavar="NAME",
-                        help="any registered heuristic (`inas heuristics`), e.g. coreset, bald, mc_dropout")
-    parser.add_argument("--steps", type=int, default=5, help="active steps (default 5)")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs per step (default 30)")
-    options = parser.parse_args()
-    for name in ("steps", "epochs"):
-        if getattr(options, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(options, name)}")
-    return options
+from digits_data import QUERY_SIZE, digits_datasets, parse_args  # this folder's shared data and options
 
 
 def main() -> None:
-    options = parse_args()
+    options = parse_args(__doc__.split("\n")[0], heuristic="softmax_response", steps=5, examples="coreset, bald, mc_dropout")
     torch.manual_seed(0)
     np.random.seed(0)
     torch.set_num_threads(1)  # networks this small run fastest on one CPU thread
