@@ -31,7 +31,7 @@ API_KEY_HELP = "Label Studio API token (Account & Settings); default: $LABEL_STU
 RUN_ARG = typer.Argument(..., metavar="RUN", help="The labelling run directory.")
 # The inas run settings that mean something here (data set, data limits and --arch stay with inas run).
 INIT_FLAGS = ("heuristic", "initial", "budget", "epochs", "epoch-size", "batch-size", "lr", "base-width", "max-blocks",
-              "max-stacks", "start-arch", "search-iterations", "premature-fraction", "inherit-weights",
+              "max-stacks", "start-arch", "search-iterations", "premature-fraction", "premature-schedule", "inherit-weights",
               "successive-halving", "augment", "mc-samples", "pool-subset", "seed", "device")
 
 
@@ -70,6 +70,7 @@ def init(
     start_arch: Optional[str] = _setting("start-arch"),
     search_iterations: Optional[int] = _setting("search-iterations"),
     premature_fraction: Optional[float] = _setting("premature-fraction"),
+    premature_schedule: Optional[str] = _setting("premature-schedule"),
     inherit_weights: Optional[bool] = _setting("inherit-weights", boolean=True),
     successive_halving: Optional[bool] = _setting("successive-halving", boolean=True),
     augment: Optional[bool] = _setting("augment", boolean=True),

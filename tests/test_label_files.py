@@ -269,6 +269,8 @@ def test_init_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path) -> No
         (["--data-dir", data, "--classes", "top,left"], "labelled/bird is not one of the classes (top, left)"),
         (["--data-dir", data, "--classes", "top,left,bird", "--heuristic", "oracle"], "oracle"),
         (["--data-dir", data, "--classes", "top,left,bird", "--epochs", "0"], "epochs must be a positive integer"),
+        (["--data-dir", data, "--classes", "top,left,bird", "--premature-schedule", "halfway"],
+         "premature_schedule must be one of compressed, early_stop"),
         (["--data-dir", data, "--classes", "top,left,bird", "--label-studio", "http://127.0.0.1:9", "--api-key", "k",
           "--document-root", data], "must lie strictly below the Label Studio document root"),
     ]
@@ -278,7 +280,9 @@ def test_init_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path) -> No
         assert not run_dir.exists()
     classes_file = tmp_path / "classes.txt"
     classes_file.write_text("# the classes\ntop\nleft\n\nbird\n")
-    assert invoke("label", "init", run_dir, "--data-dir", data, "--classes-file", classes_file, *TINY).exit_code == 0
+    assert invoke("label", "init", run_dir, "--data-dir", data, "--classes-file", classes_file, *TINY,
+                  "--premature-schedule", "early_stop").exit_code == 0
+    assert '"premature_schedule": "early_stop"' in (run_dir / "project.json").read_text()  # the paper's schedule, kept
     again = invoke("label", "init", run_dir, "--data-dir", data, "--classes", "top,left", *TINY)
     assert again.exit_code == 2 and "already holds a labelling run" in again.output
     for command in ("sync", "status", "export"):
