@@ -308,6 +308,11 @@ def _pilot_reach(points: _Points, labels: Tensor, share: float, chunk_elements: 
     return float(radii[min(size - 1, math.ceil(level * size))])
 
 
+def _check_purity(purity: float) -> None:
+    if isinstance(purity, bool) or not isinstance(purity, (int, float)) or not 0.0 < purity <= 1.0:
+        raise ValueError(f"ProbCover purity must be in (0, 1], got {purity!r}")
+
+
 def _purity_radius_squared(points: _Points, labels: Tensor | np.ndarray, purity: float, chunk_elements: int,
                            max_pairs: int | None = None) -> tuple[float, _Candidates | None]:
     """The ``ceil(purity * N)``-th largest exact r(x)^2, and with ``max_pairs``, at most that many candidate
@@ -315,8 +320,7 @@ def _purity_radius_squared(points: _Points, labels: Tensor | np.ndarray, purity:
 
     Bulk estimates bracket every r(x); only the points whose bracket overlaps the bracket of that
     order statistic get their exact r(x)."""
-    if isinstance(purity, bool) or not isinstance(purity, (int, float)) or not 0.0 < purity <= 1.0:
-        raise ValueError(f"ProbCover purity must be in (0, 1], got {purity!r}")
+    _check_purity(purity)
     labels = torch.as_tensor(np.asarray(labels), device=points.exact.device)
     count = len(points)
     if labels.shape != (count,):
@@ -527,9 +531,7 @@ def probcover_select(
     check_query_size(n, pool_size)
     known = (finite_matrix(labelled, "labelled embeddings", width=points.shape[1]).to(points.device)
              if labelled is not None else points[:0])
-    if purity is not None and (isinstance(purity, bool) or not isinstance(purity, (int, float))
-                               or not 0.0 < purity <= 1.0):
-        raise ValueError(f"ProbCover purity must be in (0, 1], got {purity!r}")
+    _check_purity(purity)  # before the k-means, which costs more than the check
     if chunk_elements < 1:
         raise ValueError(f"chunk_elements must be positive, got {chunk_elements}")
     if max_edges < 0:
