@@ -146,22 +146,31 @@ def plot_report(groups: Sequence[CurveGroup], path: str | os.PathLike, title: Op
     ``log_x`` spaces a labelled set that doubles each round evenly. The figure is returned as well
     as saved, so a notebook can show or restyle it.
     """
-    figure, axes = _new_figure(size=(7.5, 4.8))
+    # Past ten curves the default colours repeat and the legend hides the curves: a study's report
+    # (20 configurations) gets 20 colours, fainter bands and its legend beside the axes.
+    crowded = len(groups) > 10
+    figure, axes = _new_figure(size=(11.5, 5.6) if crowded else (7.5, 4.8))
+    colours = [matplotlib_colour("tab20", index) for index in range(20)] if crowded else None
     cycle = ["-", "--", "-.", ":"]
     for index, group in enumerate(groups):
         if not group.labelled:
             continue
-        line, = axes.plot(group.labelled, group.mean_accuracy, marker="o", markersize=3,
-                          linestyle=cycle[(index // 10) % len(cycle)], label=group.plot_label)
+        style = {"color": colours[index % 20], "linestyle": cycle[(index // 20) % len(cycle)]} if crowded else \
+            {"linestyle": cycle[(index // 10) % len(cycle)]}
+        line, = axes.plot(group.labelled, group.mean_accuracy, marker="o", markersize=3, label=group.plot_label, **style)
         lower = [m - s for m, s in zip(group.mean_accuracy, group.std_accuracy)]
         upper = [m + s for m, s in zip(group.mean_accuracy, group.std_accuracy)]
-        axes.fill_between(group.labelled, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
+        axes.fill_between(group.labelled, lower, upper, color=line.get_color(), alpha=0.07 if crowded else 0.2,
+                          linewidth=0)
     axes.set_xlabel("labelled examples" + (" (log scale)" if log_x else ""))
     axes.set_ylabel("test accuracy (mean, band = ±1 std over seeds)")
     axes.set_title(title or "Learning curves")
     axes.grid(True, alpha=0.3)
     if any(group.labelled for group in groups):
-        axes.legend(loc="best", fontsize=8)
+        if crowded:
+            axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False)
+        else:
+            axes.legend(loc="best", fontsize=8)
         if log_x:
             sizes = sorted({size for group in groups for size in group.labelled})
             axes.set_xscale("log")
@@ -181,6 +190,13 @@ def _new_figure(size: tuple[float, float] = (6.4, 4.4)) -> tuple["Figure", "Axes
 
     figure = Figure(figsize=size)
     return figure, figure.add_subplot()
+
+
+def matplotlib_colour(colormap: str, index: int) -> tuple[float, ...]:
+    """The ``index``-th colour of a qualitative matplotlib colormap (``tab20``: 20 distinct colours)."""
+    from matplotlib import colormaps
+
+    return colormaps[colormap](index)
 
 
 def _no_rounds_yet(axes: "Axes") -> None:

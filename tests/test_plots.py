@@ -83,6 +83,17 @@ def test_plot_report_can_space_doubling_sizes_on_a_log_axis(tmp_path):
     assert_png(tmp_path / "log.png")
 
 
+def test_a_study_sized_report_gives_every_curve_its_own_colour_and_keeps_the_legend_off_the_curves(tmp_path):
+    curves = [Curve(f"configuration {index}", [200, 400], [0.3, 0.3 + index / 100], [0.01, 0.01]) for index in range(19)]
+    figure = plot_report(curves, tmp_path / "study.png")
+    lines = figure.axes[0].get_lines()
+    assert len({tuple(line.get_color()) for line in lines}) == 19  # the default cycle repeats after 10
+    legend = figure.axes[0].get_legend()
+    assert len(legend.get_texts()) == 19
+    assert legend.get_bbox_to_anchor().x0 > figure.axes[0].get_window_extent().x1  # beside the axes, not on them
+    assert_png(tmp_path / "study.png")
+
+
 def test_an_unsupported_suffix_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"\.png, \.pdf, \.svg"):
         plot_learning_curve(ROUNDS, tmp_path / "curve.jpeg")
