@@ -19,6 +19,7 @@ training time per round; the query time per heuristic; and a plot of the curves 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -37,7 +38,7 @@ from inas_plugins.data import load_dataset  # noqa: E402
 from inas_plugins.ray_cluster import connect, local_cpus  # noqa: E402
 from inas_plugins.plots import plot_report  # noqa: E402
 from inas_plugins.report import build_report, format_curve_table, format_report_table, normalised_auc  # noqa: E402
-from inas_plugins.results import load_results  # noqa: E402
+from inas_plugins.results import load_results as _load_results  # noqa: E402
 from inas_plugins.sweep import SweepRun, execute, flags_from_overrides, option_args, prepare  # noqa: E402
 
 # The plain search of the paper: candidates trained for 1/4 of the schedule. Pinned, so the study stays
@@ -90,6 +91,8 @@ STUDY: dict[str, dict] = {
     "inas-random-inherit-unseen": study("random", inherit_weights=True),
 }
 PLOT_PATH = Path(__file__).resolve().parent / "label_efficiency.png"
+# Each report table reads the runs' results.json; read each file once per invocation (runs are complete by then).
+load_results = functools.cache(_load_results)
 
 
 def sweep_run(name: str, seed: int, data_dir: Path, runs_dir: Path) -> SweepRun:

@@ -148,9 +148,11 @@ def plot_report(groups: Sequence[CurveGroup], path: str | os.PathLike, title: Op
     """
     # Past ten curves the default colours repeat and the legend hides the curves: a study's report
     # (20 configurations) gets 20 colours, fainter bands and its legend beside the axes.
+    from matplotlib import colormaps
+
     crowded = len(groups) > 10
     figure, axes = _new_figure(size=(11.5, 5.6) if crowded else (7.5, 4.8))
-    colours = [matplotlib_colour("tab20", index) for index in range(20)] if crowded else None
+    colours = colormaps["tab20"].colors if crowded else None  # 20 distinct colours
     cycle = ["-", "--", "-.", ":"]
     for index, group in enumerate(groups):
         if not group.labelled:
@@ -190,13 +192,6 @@ def _new_figure(size: tuple[float, float] = (6.4, 4.4)) -> tuple["Figure", "Axes
 
     figure = Figure(figsize=size)
     return figure, figure.add_subplot()
-
-
-def matplotlib_colour(colormap: str, index: int) -> tuple[float, ...]:
-    """The ``index``-th colour of a qualitative matplotlib colormap (``tab20``: 20 distinct colours)."""
-    from matplotlib import colormaps
-
-    return colormaps[colormap](index)
 
 
 def _no_rounds_yet(axes: "Axes") -> None:
