@@ -230,6 +230,25 @@ def search_variant_rows(run_dirs: list[Path]) -> list[list[object]]:
     return rows
 
 
+def search_path_rows(run_dirs: list[Path]) -> tuple[list[int], list[list[object]]]:
+    """Per complete iNAS run: the network the search trained at each labelled size, with its test accuracy.
+
+    The means in the other tables hide why a search falls behind; the path of one seed shows it (a search
+    that stays at 1x3 while the best fixed network is 2x4).
+    """
+    paths: dict[tuple[str, int], dict[int, str]] = {}
+    for run_dir in run_dirs:
+        results = load_results(run_dir)
+        if results.get("status") != "complete" or not run_dir.name.startswith("inas-"):
+            continue
+        seed = int(run_dir.name.rsplit("-seed", 1)[1])
+        paths[(configuration_of(run_dir.name), seed)] = {
+            r["labelled"]: "x".join(map(str, r["arch"])) + f" {r['test_accuracy']:.3f}" for r in results["rounds"]}
+    sizes = sorted({size for path in paths.values() for size in path})
+    rows = [[name, seed] + [path.get(size, "-") for size in sizes] for (name, seed), path in sorted(paths.items())]
+    return sizes, rows
+
+
 # Names of the study's configurations: "<network>-<query>[-<variant>]"; the network is "inas" or "fixed<arch>".
 QUERY_SHORT = {"random": "random", "sr": "softmax response", "mc": "MC-dropout", "coreset": "coreset",
                "badge": "BADGE", "typiclust": "TypiClust", "probcover": "ProbCover"}
@@ -428,6 +447,17 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
             "",
             "Rule for a new default: an AUC at most one standard deviation below the plain search's and less "
             "search time, on every seed of the plain search (a higher AUC passes).",
+        ]
+    sizes, paths = search_path_rows(run_dirs)
+    if paths:
+        sections += [
+            "",
+            "### The network each iNAS run trained at each labelled size, and its test accuracy",
+            "",
+            markdown_table(["configuration", "seed"] + [f"{size} labels" for size in sizes], paths),
+            "",
+            "A network i x j is A(B, i, j): i residual blocks in each of j stacks. Each cell is the search's "
+            "choice for that round, trained on the whole labelled set.",
         ]
     if data is not None:
         sections += [
