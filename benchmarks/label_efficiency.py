@@ -64,7 +64,7 @@ STUDY: dict[str, dict] = {
     "inas-mc": study("mc_dropout"),
     "inas-coreset": study("coreset"),
     # Cheaper searches, each against inas-sr on the same seeds (the cpu preset's premature 1/8 rests on
-    # inas-sr-premature8 in the earlier study).
+    # inas-sr-premature8: BENCHMARKS.md, "The cost of the search").
     "inas-sr-halving": study("softmax_response", successive_halving=True),
     "inas-sr-premature8": study("softmax_response", premature_fraction=0.125),
     # The low-budget query functions with iNAS.
