@@ -73,14 +73,15 @@ class RunDirLock:
     writes the PID; it raises :class:`RunDirBusy` when another live process holds it and
     :class:`RunDirError` (one line) when the directory cannot be created or written. ``release()``
     unlinks the lock file and unlocks; with ``remove_if_unused=True`` it also removes a directory it
-    created when nothing but the lock file and temporary files ended up in it (a run that failed
-    before writing anything leaves no trace).
+    created when nothing but the lock file and temporary files ended up in it, and the parents it
+    created for it when they are empty (a run that failed before writing anything leaves no trace).
     """
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
         self.created_dir = False
+        self._created_parents: list[Path] = []  # deepest first
         self._fd: Optional[int] = None
 
     @property
@@ -94,8 +95,10 @@ class RunDirLock:
             raise RunDirError(f"--out {self.run_dir} exists and is not a directory")
         try:
             if not self.run_dir.exists():
+                missing = [parent for parent in self.run_dir.absolute().parents if not parent.exists()]
                 self.run_dir.mkdir(parents=True)
                 self.created_dir = True
+                self._created_parents = missing
         except FileExistsError:  # created by a racing process: fine, the lock decides
             pass
         except OSError as error:
@@ -136,7 +139,8 @@ class RunDirLock:
             if remove_if_unused and self.created_dir and not holds_run(self.run_dir):
                 remove_stale_temp_files(self.run_dir)
                 try:
-                    self.run_dir.rmdir()  # only succeeds when empty
+                    for directory in [self.run_dir, *self._created_parents]:
+                        directory.rmdir()  # only succeeds when empty
                 except OSError:
                     pass
         finally:

@@ -78,6 +78,15 @@ def test_a_directory_it_created_is_removed_when_no_run_was_written(tmp_path) -> 
     RunDirLock(tmp_path / "existing").acquire().release(remove_if_unused=True)
     assert (tmp_path / "existing").is_dir()  # not created by the lock: left alone
 
+    nested = RunDirLock(tmp_path / "runs" / "study" / "run0").acquire()
+    (tmp_path / "runs" / "other").mkdir()  # another run's parent: keeps "runs" in place
+    nested.release(remove_if_unused=True)
+    assert not (tmp_path / "runs" / "study").exists() and (tmp_path / "runs" / "other").is_dir()
+
+    lone = RunDirLock(tmp_path / "fresh" / "run0").acquire()
+    lone.release(remove_if_unused=True)
+    assert not (tmp_path / "fresh").exists()  # the parents it made for nothing are gone too
+
 
 def test_unusable_paths_are_one_line_errors(tmp_path) -> None:
     (tmp_path / "file").write_text("x")
