@@ -34,7 +34,7 @@ from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from inas_plugins.checkpoint import load_checkpoint  # noqa: E402
 from inas_plugins.config import RunConfig, flat_config, resolve_config  # noqa: E402
-from inas_plugins.data import load_dataset  # noqa: E402
+from inas_plugins.data import DatasetError, load_dataset  # noqa: E402
 from inas_plugins.ray_cluster import connect, local_cpus  # noqa: E402
 from inas_plugins.plots import plot_report  # noqa: E402
 from inas_plugins.report import build_report, format_curve_table, format_report_table, normalised_auc  # noqa: E402
@@ -136,9 +136,23 @@ def saved_config(path: Path) -> dict | None:
         return None
 
 
+RUN_NAME = re.compile(r"(?P<configuration>.+)-seed(?P<seed>\d+)")  # run directories: <configuration>-seed<N>
+
+
 def configuration_of(run_name: str) -> str:
-    """``inas-sr-seed2`` -> ``inas-sr``: run directories are named ``<configuration>-seed<N>``."""
-    return run_name.rsplit("-seed", 1)[0]
+    """``inas-sr-seed2`` -> ``inas-sr``."""
+    return RUN_NAME.fullmatch(run_name)["configuration"]
+
+
+def seed_of(run_name: str) -> int:
+    """``inas-sr-seed2`` -> 2."""
+    return int(RUN_NAME.fullmatch(run_name)["seed"])
+
+
+def complete_runs(run_dirs: list[Path]) -> dict[str, dict]:
+    """Run name -> results, for the runs that finished every round (a stopped run would skew the means)."""
+    finished = {run_dir.name: load_results(run_dir) for run_dir in run_dirs}
+    return {name: results for name, results in finished.items() if results.get("status") == "complete"}
 
 
 def cost_rows(run_dirs: list[Path]) -> list[list[object]]:
@@ -195,7 +209,7 @@ def plain_search_of(name: str) -> str | None:
 SEARCH_VARIANTS = tuple(name for name in STUDY if plain_search_of(name))  # each a change of one plain search
 
 
-def search_variant_rows(run_dirs: list[Path]) -> list[list[object]]:
+def search_variant_rows(run_dirs: list[Path], curves: dict) -> list[list[object]]:
     """Each variant of the search (cheaper ones, and those meant to close the gap to the best fixed
     network) against the plain search with the same query function, on the seeds both have finished.
 
@@ -203,19 +217,17 @@ def search_variant_rows(run_dirs: list[Path]) -> list[list[object]]:
     below the plain search's AUC on the same seeds, and less search time on those seeds -- checked on
     every seed the plain search has.
     """
-    finished = {run_dir.name: load_results(run_dir) for run_dir in run_dirs}
-    finished = {name: results for name, results in finished.items() if results.get("status") == "complete"}
+    finished = complete_runs(run_dirs)
 
     def auc_and_search(name: str, seed: int) -> tuple[float, float]:
-        rounds = sorted(finished[f"{name}-seed{seed}"]["rounds"], key=lambda row: row["labelled"])
-        auc = normalised_auc([r["labelled"] for r in rounds], [r["test_accuracy"] for r in rounds])
-        return auc, sum(r["search_seconds"] for r in rounds)
+        search = sum(r["search_seconds"] for r in finished[f"{name}-seed{seed}"]["rounds"])
+        return _auc(curves[name][seed]), search
 
     rows = []
     for name in SEARCH_VARIANTS:
         plain_name = plain_search_of(name)
-        plain_seeds = sorted(int(run.rsplit("-seed", 1)[1]) for run in finished if configuration_of(run) == plain_name)
-        seeds = [seed for seed in plain_seeds if f"{name}-seed{seed}" in finished]
+        plain_seeds = sorted(curves.get(plain_name, {}))
+        seeds = [seed for seed in plain_seeds if seed in curves.get(name, {})]
         if len(plain_seeds) < 2 or not seeds:
             continue
         plain_std = float(np.std([auc_and_search(plain_name, seed)[0] for seed in plain_seeds], ddof=1))
@@ -236,14 +248,9 @@ def search_path_rows(run_dirs: list[Path]) -> tuple[list[int], list[list[object]
     The means in the other tables hide why a search falls behind; the path of one seed shows it (a search
     that stays at 1x3 while the best fixed network is 2x4).
     """
-    paths: dict[tuple[str, int], dict[int, str]] = {}
-    for run_dir in run_dirs:
-        results = load_results(run_dir)
-        if results.get("status") != "complete" or not run_dir.name.startswith("inas-"):
-            continue
-        seed = int(run_dir.name.rsplit("-seed", 1)[1])
-        paths[(configuration_of(run_dir.name), seed)] = {
-            r["labelled"]: "x".join(map(str, r["arch"])) + f" {r['test_accuracy']:.3f}" for r in results["rounds"]}
+    paths = {(configuration_of(name), seed_of(name)): {
+                 r["labelled"]: "x".join(map(str, r["arch"])) + f" {r['test_accuracy']:.3f}" for r in results["rounds"]}
+             for name, results in complete_runs(run_dirs).items() if name.startswith("inas-")}
     sizes = sorted({size for path in paths.values() for size in path})
     rows = [[name, seed] + [path.get(size, "-") for size in sizes] for (name, seed), path in sorted(paths.items())]
     return sizes, rows
@@ -257,13 +264,9 @@ QUERY_SHORT = {"random": "random", "sr": "softmax response", "mc": "MC-dropout",
 def complete_curves(run_dirs: list[Path]) -> dict[str, dict[int, tuple[list[int], list[float]]]]:
     """configuration -> seed -> (labelled sizes, test accuracies) of its complete runs."""
     curves: dict[str, dict[int, tuple[list[int], list[float]]]] = {}
-    for run_dir in run_dirs:
-        results = load_results(run_dir)
-        if results.get("status") != "complete":
-            continue
+    for name, results in complete_runs(run_dirs).items():
         rounds = sorted(results["rounds"], key=lambda row: row["labelled"])
-        seed = int(run_dir.name.rsplit("-seed", 1)[1])
-        curves.setdefault(configuration_of(run_dir.name), {})[seed] = (
+        curves.setdefault(configuration_of(name), {})[seed_of(name)] = (
             [r["labelled"] for r in rounds], [float(r["test_accuracy"]) for r in rounds])
     return curves
 
@@ -371,9 +374,6 @@ def total_minutes(run_dirs: list[Path]) -> float:
 
 def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
     groups = build_report(run_dirs)
-    if not groups:
-        print("no runs to report")
-        return
     plot_report(groups, PLOT_PATH, title="CIFAR-10, cpu preset: test accuracy vs labels (mean, +-1 std over seeds)",
                 log_x=True)
     config = flat_config(resolve_config({"dataset": "folder"}, preset="cpu").to_dict())
@@ -435,7 +435,7 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
             "Gaps are AUC differences, mean ± std of the per-seed differences over the seeds both configurations "
             "have (a seed fixes the initial labelled set and the data order); negative: iNAS is behind.",
         ]
-    variants = search_variant_rows(run_dirs)
+    variants = search_variant_rows(run_dirs, curves)
     if variants:
         sections += [
             "",
@@ -491,14 +491,25 @@ def main() -> None:
     data = None
     if not args.report_only or args.data_dir.is_dir():  # the report uses the labels for the class-balance table
         preset = resolve_config({"dataset": "folder"}, preset="cpu")
-        data = load_dataset("folder", args.data_dir, seed=preset.data_seed, limit_train=preset.limit_train,
-                            limit_test=preset.limit_test, progress=not args.quiet)
+        try:
+            data = load_dataset("folder", args.data_dir, seed=preset.data_seed, limit_train=preset.limit_train,
+                                limit_test=preset.limit_test, progress=not args.quiet)
+        except DatasetError as error:
+            parser.error(f"--data-dir: {error}")
         print(data.describe())
     if not args.report_only:
         runs = [sweep_run(name, seed, args.data_dir, args.runs_dir) for name in args.only or list(STUDY)
                 for seed in args.seeds]
         run_study(runs, args.runs_dir, args.cpus_per_run, args.address)
-    finished = sorted(path.parent for path in args.runs_dir.glob("*-seed*/results.json"))
+    finished = sorted(path.parent for path in args.runs_dir.glob("*-seed*/results.json")
+                      if RUN_NAME.fullmatch(path.parent.name))
+    if not finished:
+        parser.error(f"--runs-dir: no runs in {args.runs_dir} (expected <configuration>-seed<N>/results.json)")
+    try:
+        for run_dir in finished:
+            load_results(run_dir)  # every table reads these (cached): a broken one stops here, in one line
+    except ValueError as error:
+        parser.error(f"--runs-dir: {error}; move that run out of {args.runs_dir} to report the others")
     report(finished, None if args.report_only else time.perf_counter() - began, data)
 
 

@@ -147,19 +147,19 @@ def plot_report(groups: Sequence[CurveGroup], path: str | os.PathLike, title: Op
     as saved, so a notebook can show or restyle it.
     """
     # Past ten curves the default colours repeat and the legend hides the curves: a study's report
-    # (20 configurations) gets 20 colours, fainter bands and its legend beside the axes.
+    # (28 configurations) gets 20 colours (then line styles), fainter bands and its legend beside the axes.
     from matplotlib import colormaps
 
     crowded = len(groups) > 10
     figure, axes = _new_figure(size=(11.5, 5.6) if crowded else (7.5, 4.8))
-    colours = colormaps["tab20"].colors if crowded else None  # 20 distinct colours
+    colours = colormaps["tab20"].colors if crowded else [None] * 10  # None: matplotlib's 10-colour cycle
     cycle = ["-", "--", "-.", ":"]
     for index, group in enumerate(groups):
         if not group.labelled:
             continue
-        style = {"color": colours[index % 20], "linestyle": cycle[(index // 20) % len(cycle)]} if crowded else \
-            {"linestyle": cycle[(index // 10) % len(cycle)]}
-        line, = axes.plot(group.labelled, group.mean_accuracy, marker="o", markersize=3, label=group.plot_label, **style)
+        line, = axes.plot(group.labelled, group.mean_accuracy, marker="o", markersize=3, label=group.plot_label,
+                          color=colours[index % len(colours)],
+                          linestyle=cycle[(index // len(colours)) % len(cycle)])
         lower = [m - s for m, s in zip(group.mean_accuracy, group.std_accuracy)]
         upper = [m + s for m, s in zip(group.mean_accuracy, group.std_accuracy)]
         axes.fill_between(group.labelled, lower, upper, color=line.get_color(), alpha=0.07 if crowded else 0.2,

@@ -80,9 +80,12 @@ class RunDirLock:
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
-        self.created_dir = False
-        self._created_parents: list[Path] = []  # deepest first
+        self._created: list[Path] = []  # what acquire() made: the run directory, then its new parents
         self._fd: Optional[int] = None
+
+    @property
+    def created_dir(self) -> bool:
+        return bool(self._created)
 
     @property
     def held(self) -> bool:
@@ -95,10 +98,9 @@ class RunDirLock:
             raise RunDirError(f"--out {self.run_dir} exists and is not a directory")
         try:
             if not self.run_dir.exists():
-                missing = [parent for parent in self.run_dir.absolute().parents if not parent.exists()]
+                missing = [self.run_dir, *(parent for parent in self.run_dir.absolute().parents if not parent.exists())]
                 self.run_dir.mkdir(parents=True)
-                self.created_dir = True
-                self._created_parents = missing
+                self._created = missing
         except FileExistsError:  # created by a racing process: fine, the lock decides
             pass
         except OSError as error:
@@ -139,7 +141,7 @@ class RunDirLock:
             if remove_if_unused and self.created_dir and not holds_run(self.run_dir):
                 remove_stale_temp_files(self.run_dir)
                 try:
-                    for directory in [self.run_dir, *self._created_parents]:
+                    for directory in self._created:
                         directory.rmdir()  # only succeeds when empty
                 except OSError:
                     pass
