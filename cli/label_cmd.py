@@ -20,6 +20,7 @@ from typing import Optional
 import typer
 
 from inas_plugins.config import RUN_FLAGS
+from inas_plugins.error_text import first_line
 
 from .errors import fail
 from .run_cmd import PRESET_HELP, _setting
@@ -110,7 +111,7 @@ def init(
                      color=color, flips=flips, cv_folds=cv_folds, studio=_studio(label_studio, api_key),
                      document_root=document_root, title=title, log=typer.echo)
     except (ProjectError, StudioError, ValueError, KeyError) as error:
-        raise fail(_one_line(error))
+        raise fail(first_line(error))
     typer.echo(f"next: label the batch, then `inas label sync {run_dir}`"
                + ("" if label_studio else f" (files: `inas label export {run_dir}` ... `inas label import {run_dir} FILE`)"))
 
@@ -132,7 +133,7 @@ def sync(
         studio = _studio(project.studio.url, api_key) if project.studio else None
         report = run_sync(run_dir, studio, force=force, progress=not quiet, log=typer.echo)
     except (ProjectError, StudioError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(first_line(error))
     for problem in report.problems:
         typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
     if report.problems:
@@ -151,7 +152,7 @@ def status(
     try:
         info = read_status(run_dir)
     except (ProjectError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(first_line(error))
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -189,7 +190,7 @@ def export(
     try:
         text = export_text(run_dir, fmt, what)
     except (ProjectError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(first_line(error))
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -209,10 +210,5 @@ def import_(
     try:
         added = import_file(run_dir, file)
     except (ProjectError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(first_line(error))
     typer.echo(f"imported {added} new answer(s) from {file}")
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -11,6 +11,9 @@ from typing import Optional
 import typer
 
 from inas_plugins.config import FLAGS_BY_NAME, RUN_FLAGS
+from inas_plugins.error_text import first_line
+from inas_plugins.run_files import CHECKPOINT_NAME, CONFIG_NAME
+from inas_plugins.rundir import holds_run
 
 from .errors import fail
 
@@ -86,8 +89,6 @@ def run(
       inas run --resume runs/digits-softmax_response-inas-seed0
     """
     options = dict(locals())  # the option values, by parameter name
-    from inas_plugins.rundir import holds_run
-
     lock = None
     try:
         if resume is not None:
@@ -129,7 +130,7 @@ def _prepare_new(options: dict):
         run_dir = options["out"]
         _check_writable(run_dir)
         lock = _lock(run_dir)
-        if _holds_run(run_dir):
+        if holds_run(run_dir):
             lock.release()
             raise fail(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
         return config, run_dir, lock
@@ -148,17 +149,17 @@ def _prepare_resume(options: dict):
     if others:
         raise fail(f"{', '.join(others)} cannot change a run being resumed; leave {'them' if len(others) > 1 else 'it'} "
                    f"out (may change on resume: {', '.join('--' + flag for flag in RESUME_MAY_CHANGE)})")
-    if not run_dir.is_dir() or not _holds_run(run_dir):
+    if not run_dir.is_dir() or not holds_run(run_dir):
         raise fail(f"{run_dir} holds no run to resume (config.json is missing)")
     lock = _lock(run_dir)
     try:
-        config_path = run_dir / "config.json"
+        config_path = run_dir / CONFIG_NAME
         try:
             values = json.loads(config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise fail(f"{run_dir} holds no run to resume (config.json is missing)")
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise fail(f"cannot resume {run_dir}: {config_path} is not valid JSON ({_first_line(error)})")
+            raise fail(f"cannot resume {run_dir}: {config_path} is not valid JSON ({first_line(error)})")
         try:
             config = RunConfig.from_dict(values)
         except ValueError as error:
@@ -168,7 +169,7 @@ def _prepare_resume(options: dict):
             raise fail(f"cannot resume {run_dir} with {'; '.join(conflicts)}: a resumed run keeps its configuration "
                        f"(may change on resume: {', '.join('--' + flag for flag in RESUME_MAY_CHANGE)}); "
                        f"start a new run with --out for other settings")
-        if (run_dir / "checkpoint.pt").exists():
+        if (run_dir / CHECKPOINT_NAME).exists():
             try:
                 load_checkpoint(run_dir)  # fail on a bad file before loading the data
             except ValueError as error:
@@ -243,7 +244,7 @@ def _lock_default_run_dir(config):
     base = Path("runs") / f"{config.dataset}-{config.query.heuristic}-{model}-seed{config.seed}"
     candidate, suffix = base, 2
     while True:
-        if not _holds_run(candidate):
+        if not holds_run(candidate):
             _check_writable(candidate)
             lock = RunDirLock(candidate)
             try:
@@ -253,22 +254,12 @@ def _lock_default_run_dir(config):
             except Exception as error:
                 raise fail(str(error))
             if lock is not None:
-                if not _holds_run(candidate):
+                if not holds_run(candidate):
                     remove_stale_temp_files(candidate)
                     return candidate, lock
                 lock.release()
         candidate, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
 
-
-def _holds_run(run_dir: Path) -> bool:
-    from inas_plugins.rundir import holds_run
-
-    return holds_run(run_dir)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -37,13 +37,14 @@ from torch.utils.data import Subset
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import RunConfig, identity_differences
 from .data import LoadedDataset
-from .checkpoint import CHECKPOINT_NAME
+from .error_text import first_line
 from .heuristics import QueryHeuristic, collect_outputs, create_heuristic
 from .heuristics.base import check_picks
 from .heuristics.outputs import pool_scores, scores_in_chunks
 from .models import build_inas_resnet, count_parameters
 from .records import CandidateRecord, RoundRecord
 from .results import atomic_write_json, write_results
+from .run_files import CHECKPOINT_NAME, CONFIG_NAME
 from .search import inas_search
 
 if TYPE_CHECKING:
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
 from .space import Arch
 from .training import Trainer
 from .training.sources import DataSource, InputFormat, TensorSource
-
-CONFIG_NAME = "config.json"
-
 
 class InMemoryActiveDataset(ActiveLearningDataset):
     """baal's ActiveLearningDataset over immutable in-memory tensors.
@@ -210,8 +208,7 @@ class ActiveRun:
             try:
                 model.load_state_dict(state.model_state)
             except RuntimeError as error:
-                first = str(error).strip().splitlines()[0]
-                raise ValueError(f"{where} holds weights that do not fit {arch}: {first}") from None
+                raise ValueError(f"{where} holds weights that do not fit {arch}: {first_line(error)}") from None
             self._parent = (arch, model)
 
     # --- the loop ---------------------------------------------------------------------------

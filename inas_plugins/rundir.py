@@ -28,8 +28,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
-LOCK_NAME = ".inas.lock"
-CONFIG_NAME = "config.json"
+from .run_files import CONFIG_NAME, LOCK_NAME
+
 # The temporary files of inas_plugins.atomic: ".<target>.<8 hex>.tmp".
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 

@@ -40,6 +40,9 @@ from typing import Any, Callable, Optional, Sequence
 
 from .atomic import atomic_write_json, atomic_write_text
 from .config import RUN_FLAGS, SECTIONS
+from .error_text import first_line
+from .run_files import RESULTS_JSON
+from .rundir import holds_run
 
 MANIFEST = "sweep.json"
 LOG_DIR = "logs"
@@ -255,14 +258,9 @@ def prepare(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], grid: Option
 def run_complete(run_dir: Path) -> bool:
     """True when ``run_dir`` holds a finished run (its results say ``complete``)."""
     try:
-        return json.loads((Path(run_dir) / "results.json").read_text()).get("status") == "complete"
+        return json.loads((Path(run_dir) / RESULTS_JSON).read_text()).get("status") == "complete"
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def holds_run(run_dir: Path) -> bool:
-    """The directory was started by ``inas run``, so the next attempt resumes it."""
-    return (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()
 
 
 # --------------------------------------------------------------------------- one run (a Ray task)
@@ -455,14 +453,15 @@ def _result(ref: Any, max_retries: int) -> dict[str, Any]:
     try:
         return ray.get(ref)
     except RunInterrupted as error:
-        return {"status": "failed", "error": f"killed {max_retries + 1} times: {_first_line(error)}"}
+        return {"status": "failed", "error": f"killed {max_retries + 1} times: {_task_error(error)}"}
     except ray.exceptions.RayError as error:  # the worker died on every try, or the task could not run
-        return {"status": "failed", "error": f"{type(error).__name__} after {max_retries + 1} tries: {_first_line(error)}"}
+        return {"status": "failed", "error": f"{type(error).__name__} after {max_retries + 1} tries: {_task_error(error)}"}
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(error).__name__
+def _task_error(error: BaseException) -> str:
+    """A Ray task's error in one line: the text of the exception the task raised (``cause``), not the
+    traceback Ray wraps around it."""
+    return first_line(getattr(error, "cause", None) or error)
 
 
 # --------------------------------------------------------------------------- the report
@@ -475,7 +474,7 @@ def write_report(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, log_
     from .report import build_report, format_curve_table, format_report_table, report_to_dict
 
     sweep_dir = Path(sweep_dir)
-    run_dirs = [sweep_dir / run.name for run in runs if (sweep_dir / run.name / "results.json").exists()]
+    run_dirs = [sweep_dir / run.name for run in runs if (sweep_dir / run.name / RESULTS_JSON).exists()]
     if not run_dirs:
         return None
     groups = build_report(run_dirs)
