@@ -21,6 +21,7 @@ import typer
 
 from inas_plugins.config import RUN_FLAGS
 from inas_plugins.error_text import first_line
+from inas_plugins.progress import draw_bars
 
 from .errors import fail
 from .run_cmd import PRESET_HELP, _setting
@@ -131,7 +132,7 @@ def sync(
     try:
         project, _ = load_project(run_dir)
         studio = _studio(project.studio.url, api_key) if project.studio else None
-        report = run_sync(run_dir, studio, force=force, progress=not quiet, log=typer.echo)
+        report = run_sync(run_dir, studio, force=force, progress=draw_bars(not quiet), log=typer.echo)
     except (ProjectError, StudioError, ValueError) as error:
         raise fail(first_line(error))
     for problem in report.problems:

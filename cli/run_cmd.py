@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +11,7 @@ import typer
 
 from inas_plugins.config import FLAGS_BY_NAME, RUN_FLAGS
 from inas_plugins.error_text import first_line
+from inas_plugins.progress import draw_bars
 from inas_plugins.run_files import CHECKPOINT_NAME, CONFIG_NAME
 from inas_plugins.rundir import holds_run
 
@@ -188,7 +188,7 @@ def _prepare_resume(options: dict):
 def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Optional[int] = None,
              parallel_candidates: bool = False) -> None:
     """Load the data, check it against the run, and run (or continue) the active loop."""
-    progress = not quiet and sys.stderr.isatty()  # bars redraw in place: only on a terminal
+    progress = draw_bars(not quiet)  # bars redraw in place: only on a terminal
     _check_device(config.device)
     pool = _candidate_pool(parallel_candidates, _set_threads(threads), config)
     typer.echo("configuration: " + json.dumps(config.to_dict(), sort_keys=True))

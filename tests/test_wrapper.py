@@ -16,14 +16,15 @@ from baal.modelwrapper import ModelWrapper, TrainingArgs
 from baal.utils.metrics import Accuracy
 from torch.utils.data import TensorDataset
 
-import inas_plugins.wrapper as wrapper_module
+import inas_plugins.active_round as active_round
 from inas_plugins.heuristics import SoftmaxResponse
 from inas_plugins.models import build_inas_resnet
 from inas_plugins.search import SearchResult
 from inas_plugins.space import Arch, SearchSpace, deepen
 from inas_plugins.training import TrainRecipe
 from inas_plugins.settings import QueryOptions, SearchOptions
-from inas_plugins.wrapper import INASModelWrapper, recipe_from_args
+from inas_plugins.baal_args import recipe_from_args
+from inas_plugins.wrapper import INASModelWrapper
 
 CLASSES = 3
 SPACE = SearchSpace(max_blocks=2, max_stacks=2)
@@ -60,7 +61,7 @@ def forced_growth(monkeypatch):
         chosen = deepen(start) if deepen(start) in space else start
         return SearchResult(arch=chosen, candidates=[], iterations=1, seconds=0.0)
 
-    monkeypatch.setattr(wrapper_module, "inas_search", fake_search)
+    monkeypatch.setattr(active_round, "inas_search", fake_search)
     return starts
 
 
