@@ -1,4 +1,12 @@
-"""baal's ``TrainingArgs`` in our terms: the training recipe of one active step, and baal's own checks.
+"""What a baal script hands ``INASModelWrapper(model, args, ...)``, in our terms: the network family
+its model defines, the training recipe its ``TrainingArgs`` ask for, and baal's own argument checks.
+
+What is honoured from baal's ``TrainingArgs``: ``batch_size`` (training, prediction and reading the
+dataset), ``epoch`` (epochs of the final training; the search trains candidates for
+``premature_fraction`` of them), ``optimizer`` (lr, momentum and weight decay of an SGD optimizer; the
+optimizer object itself is bound to one network and cannot follow a changing architecture),
+``use_cuda``, ``workers``, ``collate_fn`` and ``criterion`` (for the test loss). Training always
+minimises cross-entropy with SGD; ``regularizer`` and ``replicate_in_memory`` do not apply.
 
 The wrapper's recipe handling is all here (:func:`check_recipe`, :func:`recipe_from_args`), so a new
 way to name a recipe changes this module only.
@@ -8,13 +16,61 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Optional
+from functools import partial
+from typing import Any, Callable, Optional
 
 import torch
 from baal.modelwrapper import TrainingArgs
 from torch import nn
 
+from .models import INASResNet, build_inas_resnet
+from .settings import QueryOptions, SearchOptions
+from .space import Arch, SearchSpace
 from .training import TrainRecipe
+from .training.trainer import derive_seed
+
+ModelFactory = Callable[[Arch], nn.Module]
+
+
+def resolve_model(model: INASResNet | ModelFactory, space: Optional[SearchSpace], start: Optional[Arch],
+                  seed: int) -> tuple[SearchSpace, ModelFactory, Arch, nn.Module]:
+    """The search space, the factory of the family's networks, the start and its network.
+
+    An :class:`INASResNet` defines the family by its classes, channels, width, dropout and block type
+    and is the start; a factory starts from ``start`` (default: the space's smallest architecture).
+    """
+    if isinstance(model, INASResNet):
+        space = space or SearchSpace(block=model.block)
+        if space.block != model.block:
+            raise ValueError(f"the model has {model.block!r} blocks but the search space uses {space.block!r}")
+        if start is not None and start != model.arch:
+            raise ValueError(f"start={start} contradicts the model's architecture {model.arch}; pass one or the other")
+        factory = partial(build_inas_resnet, num_classes=model.num_classes, in_chans=model.in_chans,
+                          base_width=model.base_width, drop_rate=model.drop_rate, block=model.block)
+        return space, factory, space.check(model.arch), model
+    if isinstance(model, nn.Module) or not callable(model):
+        raise ValueError(f"model must be an INASResNet (the start of the search) or a factory "
+                         f"Callable[[Arch], nn.Module]; got {type(model).__name__}")
+    space = space or SearchSpace()
+    arch = space.check(start or space.smallest)
+    return space, model, arch, build_seeded(model, arch, derive_seed(seed, 0))
+
+
+def build_seeded(factory: ModelFactory, arch: Arch, seed: int) -> nn.Module:
+    """A freshly initialised ``arch`` whose weights depend only on ``seed``, not on the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory(arch)
+
+
+def check_options(search: Any, query: Any) -> tuple[Optional[SearchOptions], QueryOptions]:
+    """The search settings (None: a fixed architecture) and the query's, from the wrapper's arguments."""
+    if not isinstance(search, (SearchOptions, bool)):
+        raise ValueError(f"search must be SearchOptions(...), True (the defaults) or False (a fixed "
+                         f"architecture), got {type(search).__name__}")
+    if query is not None and not isinstance(query, QueryOptions):
+        raise ValueError(f"query must be QueryOptions(...), got {type(query).__name__}")
+    return (SearchOptions() if search is True else search) or None, query or QueryOptions()
 
 
 def check_recipe(recipe: Any) -> Optional[TrainRecipe]:

@@ -11,15 +11,8 @@ adapts it to baal's calls. Data is streamed as baal streams it: the user's ``Dat
 through a ``DataLoader`` on every epoch of the final training and of every candidate's premature
 training, so per-sample random transforms are drawn anew each epoch and memory is bounded by the
 batch size; where it is only scored it is read without random augmentation when the dataset says
-how (:mod:`inas_plugins.baal_data`). ``TrainingArgs`` become a training recipe in
+how (:mod:`inas_plugins.baal_data`). The model and ``TrainingArgs`` are read in
 :mod:`inas_plugins.baal_args`; registered heuristics query through :mod:`inas_plugins.baal_query`.
-
-What is honoured from baal's ``TrainingArgs``: ``batch_size`` (training, prediction and reading the
-dataset), ``epoch`` (epochs of the final training; the search trains candidates for
-``premature_fraction`` of them), ``optimizer`` (lr, momentum and weight decay of an SGD optimizer; the
-optimizer object itself is bound to one network and cannot follow a changing architecture),
-``use_cuda``, ``workers``, ``collate_fn`` and ``criterion`` (for the test loss). Training always
-minimises cross-entropy with SGD; ``regularizer`` and ``replicate_in_memory`` do not apply.
 
 Progress follows the command line's rule (:mod:`inas_plugins.progress`): bars on a terminal, one line
 per ``train_on_dataset`` step on stderr anywhere else. Inputs: float images are taken as already
@@ -37,7 +30,6 @@ import sys
 import uuid
 import weakref
 from copy import deepcopy
-from functools import partial
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -48,12 +40,13 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .active_round import Parent, TrainedRound, search_and_train
-from .baal_args import check_iterations, check_recipe, recipe_from_args, warn_about_ignored_args
+from .baal_args import (ModelFactory, build_seeded, check_iterations, check_options, check_recipe, recipe_from_args,
+                        resolve_model, warn_about_ignored_args)
 from .baal_data import evaluation_view, fit_input_format, labelled_oracle_indices, seen_before, untrained_format
 from .baal_query import BaalQuery, PoolRecorder
 from .device import memory_format, resolve_device
 from .inference import MaskSampler, batch_outputs, iterate_outputs, run_model
-from .models import INASResNet, build_inas_resnet
+from .models import INASResNet
 from .progress import draw_bars
 from .settings import QueryOptions, SearchOptions
 from .space import Arch, SearchSpace
@@ -62,8 +55,6 @@ from .training.sources import InputFormat, LoaderSource
 from .training.trainer import derive_seed
 
 logger = logging.getLogger(__name__)
-
-ModelFactory = Callable[[Arch], nn.Module]
 
 # Keys of INASModelWrapper.state_dict(); load_state_dict refuses anything without them.
 STATE_KEYS = frozenset({"arch", "model", "input", "search_history", "rounds", "run_id"})
@@ -101,19 +92,12 @@ class INASModelWrapper(ModelWrapper):
         seed: int = 0,
         progress: bool = True,
     ) -> None:
-        if not isinstance(search, (SearchOptions, bool)):
-            raise ValueError(f"search must be SearchOptions(...), True (the defaults) or False (a fixed "
-                             f"architecture), got {type(search).__name__}")
-        if query is not None and not isinstance(query, QueryOptions):
-            raise ValueError(f"query must be QueryOptions(...), got {type(query).__name__}")
+        self.search_options, self.query = check_options(search, query)
         self.recipe = check_recipe(recipe)
         self.seed = int(seed)
-        self.space, self.model_factory, arch, network = self._resolve_model(model, space, start)
+        self.space, self.model_factory, self._arch, network = resolve_model(model, space, start, self.seed)
         super().__init__(network, args)
-        self._arch = arch
         self.device = resolve_device("cuda" if args.use_cuda else "cpu")
-        self.search_options: SearchOptions | None = (SearchOptions() if search is True else search) or None
-        self.query = query or QueryOptions()
         self.augment = augment
         self.flips = flips
         self.progress = progress
@@ -126,34 +110,6 @@ class INASModelWrapper(ModelWrapper):
         self._predictions = 0  # seeds the MC masks of successive predictions
         self._run_id = uuid.uuid4().hex
         warn_about_ignored_args(args)
-
-    # -- construction --------------------------------------------------------------------------
-
-    def _resolve_model(self, model: INASResNet | ModelFactory, space: SearchSpace | None,
-                       start: Arch | None) -> tuple[SearchSpace, ModelFactory, Arch, nn.Module]:
-        if isinstance(model, INASResNet):
-            space = space or SearchSpace(block=model.block)
-            if space.block != model.block:
-                raise ValueError(f"the model has {model.block!r} blocks but the search space uses {space.block!r}")
-            if start is not None and start != model.arch:
-                raise ValueError(f"start={start} contradicts the model's architecture {model.arch}; "
-                                 "pass one or the other")
-            factory = partial(build_inas_resnet, num_classes=model.num_classes, in_chans=model.in_chans,
-                              base_width=model.base_width, drop_rate=model.drop_rate, block=model.block)
-            return space, factory, space.check(model.arch), model
-        if isinstance(model, nn.Module) or not callable(model):
-            raise ValueError(f"model must be an INASResNet (the start of the search) or a factory "
-                             f"Callable[[Arch], nn.Module]; got {type(model).__name__}")
-        space = space or SearchSpace()
-        arch = space.check(start or space.smallest)
-        return space, model, arch, self._build(model, arch, derive_seed(self.seed, 0))
-
-    @staticmethod
-    def _build(factory: ModelFactory, arch: Arch, seed: int) -> nn.Module:
-        """A freshly initialised ``arch`` whose weights depend only on ``seed``, not on the global RNG."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return factory(arch)
 
     @property
     def arch(self) -> Arch:
@@ -214,7 +170,7 @@ class INASModelWrapper(ModelWrapper):
         self._reset_metrics("train")
         trained = search_and_train(
             source, self._arch, trainer, space=self.space, search=self.search_options, build=self.model_factory,
-            final=lambda arch: self._build(self.model_factory, arch, derive_seed(self.seed, round_index, 2)),
+            final=lambda arch: build_seeded(self.model_factory, arch, derive_seed(self.seed, round_index, 2)),
             seed=derive_seed(self.seed, round_index, 1), parent=self._parent(dataset), progress=self._bars,
             on_batch=self._train_metrics_hook(), epoch_losses=True)
         if trained.search is not None:
@@ -409,9 +365,9 @@ class INASModelWrapper(ModelWrapper):
             if arch == self._arch:
                 self.model.load_state_dict(state_dict["model"], strict=strict)
             else:
-                self.model = self._build(self.model_factory, self._arch, derive_seed(self.seed, self.rounds, 3))
+                self.model = build_seeded(self.model_factory, self._arch, derive_seed(self.seed, self.rounds, 3))
             return
-        model = self._build(self.model_factory, arch, derive_seed(self.seed, int(state_dict["rounds"]), 3))
+        model = build_seeded(self.model_factory, arch, derive_seed(self.seed, int(state_dict["rounds"]), 3))
         model.load_state_dict(state_dict["model"], strict=strict)
         self.model, self._arch = model, arch
         self._input = InputFormat.from_dict(state_dict["input"]) if state_dict["input"] else None

@@ -10,7 +10,7 @@ import pytest
 import torch
 from baal.active import ActiveLearningDataset, ActiveLearningLoop
 from baal.modelwrapper import TrainingArgs
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import Subset
 
 from inas_plugins import baal_query
 from inas_plugins.heuristics import MCDropoutQuery, create_heuristic
@@ -18,20 +18,7 @@ from inas_plugins.models import build_inas_resnet
 from inas_plugins.progress import draw_bars
 from inas_plugins.space import Arch, SearchSpace
 from inas_plugins.wrapper import INASModelWrapper
-
-CLASSES = 3
-
-
-def blobs(n: int, seed: int = 0) -> TensorDataset:
-    """8x8 grayscale images whose class is a bright quadrant."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, CLASSES, (n,), generator=generator)
-    images = torch.randn(n, 1, 8, 8, generator=generator) * 0.5
-    for cls, (rows, cols) in enumerate([(slice(0, 4), slice(0, 4)), (slice(4, 8), slice(4, 8)),
-                                        (slice(0, 4), slice(4, 8))]):
-        images[labels == cls, :, rows, cols] += 2.0
-    return TensorDataset(images, labels)
-
+from test_wrapper_dropin import CLASSES, blobs
 
 def train_wrapper() -> INASModelWrapper:
     model = build_inas_resnet(Arch(1, 1), num_classes=CLASSES, in_chans=1, base_width=4, drop_rate=0.0)
