@@ -7,7 +7,6 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from baal.active import ActiveLearningDataset, ActiveLearningLoop
 from baal.modelwrapper import TrainingArgs
 from torch.utils.data import Subset
