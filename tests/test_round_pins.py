@@ -13,7 +13,6 @@ Regenerate (only for an intended change of behaviour, and say so in the commit):
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
