@@ -88,6 +88,27 @@ def test_runs_the_search_inside_baal_active_learning_loop() -> None:
     assert len(al_dataset) == 40 and wrapper.rounds == 2
 
 
+def test_every_search_option_works_in_baal_loop() -> None:
+    """The wrapper runs the same round as `inas run` and `inas label`: two iterations, the paper's
+    early-stop schedule, weight inheritance and successive halving together."""
+    al_dataset = ActiveLearningDataset(blobs(60))
+    al_dataset.label_randomly(20)
+    wrapper = make_wrapper(epoch=4, search=SearchOptions(iterations=2, premature_fraction=0.5, inherit_weights=True,
+                                                         premature_schedule="early_stop", successive_halving=True))
+    loop = ActiveLearningLoop(al_dataset, wrapper.predict_on_dataset, wrapper.heuristic("softmax_response", 10),
+                              query_size=10, verbose=False)
+    for _ in range(2):
+        wrapper.train_on_dataset(al_dataset)
+        assert loop.step()
+    first, second = wrapper.search_history
+    assert not any(c["inherited"] for c in first["candidates"])  # nothing trained before the first step
+    assert all(c["inherited"] for c in second["candidates"] if c["iteration"] == 1)  # from the first step's network
+    for record in (first, second):
+        epochs = {tuple(c["arch"]): c["epochs"] for c in record["candidates"]}
+        assert record["premature_epochs"] == 2 and epochs[tuple(record["arch"])] == 2  # the winner: all of E
+        assert 1 in epochs.values()  # halving stopped a loser after E / 2
+
+
 def test_architecture_changes_between_steps_and_prediction_uses_the_current_network(forced_growth) -> None:
     dataset = blobs(40)
     wrapper = make_wrapper()
