@@ -27,7 +27,7 @@ from _report import command_line, machine_line, markdown_table, write_section  #
 
 from inas_plugins.config import resolve_config  # noqa: E402
 from inas_plugins.data import load_dataset  # noqa: E402
-from inas_plugins.loop import augmentation_shift  # noqa: E402
+from inas_plugins.active_round import augmentation_shift  # noqa: E402
 from inas_plugins.models import build_inas_resnet  # noqa: E402
 from inas_plugins.space import Arch  # noqa: E402
 from inas_plugins.training import Trainer, TrainRecipe  # noqa: E402
