@@ -101,8 +101,10 @@ def test_every_search_option_works_in_baal_loop() -> None:
         wrapper.train_on_dataset(al_dataset)
         assert loop.step()
     first, second = wrapper.search_history
-    assert not any(c["inherited"] for c in first["candidates"])  # nothing trained before the first step
-    assert all(c["inherited"] for c in second["candidates"] if c["iteration"] == 1)  # from the first step's network
+    # Iteration 1 starts from the previous step's network (none before the first step); a second
+    # iteration's new candidates start from the first iteration's winner.
+    assert not any(c["inherited"] for c in first["candidates"] if c["iteration"] == 1)
+    assert all(c["inherited"] for c in second["candidates"] if c["iteration"] == 1)
     for record in (first, second):
         epochs = {tuple(c["arch"]): c["epochs"] for c in record["candidates"]}
         assert record["premature_epochs"] == 2 and epochs[tuple(record["arch"])] == 2  # the winner: all of E
