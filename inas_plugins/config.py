@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, Optional, Union, get_args, get_origin, get_t
 
 from .settings import QueryOptions, SearchOptions
 from .space import Arch, SearchSpace
-from .training.recipe import TrainRecipe
+from .training.recipe import RECIPES, TrainRecipe, recipe_settings
 
 # The settings sections of a run: key in the nested layout -> the dataclass that owns its fields.
 SECTIONS: dict[str, type] = {"train": TrainRecipe, "search": SearchOptions, "query": QueryOptions}
@@ -81,6 +81,9 @@ class RunConfig:
     data_seed: int = 0  # fixed across run seeds, so every seed sees the same train/test split
     device: str = "auto"
     preset: Optional[str] = None
+    # The named training recipe the ``train`` section was resolved from (``RECIPES``); the section
+    # holds every value, this only says where they came from (and makes --recipe a setting).
+    recipe: str = "paper"
     # What the run was trained on (see :data:`DATA_IDENTITY_KEYS`), filled in once the data is loaded,
     # so a resume on other data, or a report that averages runs on different data, can be refused.
     data_identity: Optional[dict] = None
@@ -162,6 +165,7 @@ class RunConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, {MAX_SEED}], got {getattr(self, name)}")
         if self.image_size is not None and not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
             raise ValueError(f"--image-size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}")
+        recipe_settings(self.recipe)  # one line listing the names for an unknown one
         if self.data_identity is not None:
             check_data_identity(self.data_identity)
         if not self.query_schedule or any(len(step) != 2 or step[1] < 1 or step[0] < 0 for step in self.query_schedule):
@@ -356,8 +360,8 @@ _LEGACY_ORDER = ("dataset", "data_dir", "image_size", "heuristic", "arch", "star
                  "premature_fraction", "search_iterations", "inherit_weights", "successive_halving", "mc_samples",
                  "mc_dropout_rate", "limit_train", "limit_test", "seed", "data_seed", "device", "preset")
 _MISSING = object()
-# Run fields added after the flat layout: left out of the flat view while unset (None).
-_NEWER_OWN_FIELDS = ("image_size", "data_identity")
+# Run fields added after the flat layout, with the value every older run had: left out of the flat view then.
+_NEWER_OWN_FIELDS = {"image_size": None, "data_identity": None, "recipe": "paper"}
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -371,7 +375,7 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     newer: dict[str, Any] = {}
     for key, value in config.items():
-        if key in _NEWER_OWN_FIELDS and value is None:
+        if key in _NEWER_OWN_FIELDS and value == _NEWER_OWN_FIELDS[key]:
             continue  # older runs did not have it, and all ran as if it were unset
         if key in SECTIONS and isinstance(value, dict):
             for name, setting in value.items():
@@ -413,10 +417,29 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("arch", None, "arch", "Fixed architecture BLOCKSxSTACKS (e.g. 2x4) instead of the iNAS search."),
     Flag("initial", None, "initial", "Random labels before the first round (paper: 2000)."),
     Flag("budget", None, "budget", "Stop when this many points are labelled (paper: 50000)."),
+    Flag("recipe", None, "recipe", f"Training recipe: {' or '.join(RECIPES)} (the paper's; the paper preset's). The "
+         "flags below change single fields of it."),
     Flag("epochs", "train", "epochs", "Epochs of full training per round (paper: 200)."),
     Flag("epoch-size", "train", "epoch_size", "Samples per epoch, by oversampling (paper: 50000)."),
+    Flag("epoch-size-exponent", "train", "epoch_size_exponent",
+         "Grow the epoch with the labelled set n: epoch-size x (n / 1000) ^ this (0: fixed, the paper's)."),
     Flag("batch-size", "train", "batch_size", "SGD batch size (paper: 128)."),
-    Flag("lr", "train", "lr", "Initial learning rate (paper: 0.1)."),
+    Flag("lr", "train", "lr", "Peak learning rate (paper: 0.1)."),
+    Flag("lr-schedule", "train", "lr_schedule", "step (the paper's: x0.1 at 50% and 75%), linear or cosine (to zero)."),
+    Flag("warmup", "train", "warmup", "Linear warmup, as a fraction of each training run (paper: 0)."),
+    Flag("nesterov", "train", "nesterov", "Nesterov momentum (paper: off)."),
+    Flag("weight-decay", "train", "weight_decay", "SGD weight decay (paper: 5e-4)."),
+    Flag("decay-norms-and-biases", "train", "decay_norms_and_biases",
+         "Weight decay also on norm layers and biases (paper: on)."),
+    Flag("label-smoothing", "train", "label_smoothing", "Label smoothing of the cross-entropy, in [0, 1) (paper: 0)."),
+    Flag("ema-decay", "train", "ema_decay",
+         "Keep an exponential average of the weights with this per-step decay, in (0, 1), and use it (paper: off)."),
+    Flag("shift", "train", "shift", "Largest random shift, as a fraction of the image side (0.125: 4 px of 32)."),
+    Flag("shift-mode", "train", "shift_mode", "warp (the paper's: bilinear, zeros shifted in) or reflect (whole "
+         "pixels over a reflected border)."),
+    Flag("rotation", "train", "rotation", "Largest random rotation in degrees (paper: 15; 0: none)."),
+    Flag("cutout", "train", "cutout", "Side of a random zeroed square, as a fraction of the image side (paper: 0)."),
+    Flag("test-flips", "train", "test_flips", "Evaluate on each image and its mirror (where flips are valid)."),
     Flag("base-width", None, "base_width", "Filters of the stem (paper: 64); smaller is faster."),
     Flag("max-blocks", None, "max_blocks", "Search space: largest blocks per stack (paper: 12)."),
     Flag("max-stacks", None, "max_stacks", "Search space: largest number of stacks (paper: 5)."),
@@ -503,6 +526,7 @@ def parse_schedule(text: str) -> list[list[int]]:
 # offline digits default.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
+        "recipe": "paper",
         "initial": 2000, "query_schedule": [[0, 2000], [10_000, 5000]], "budget": 50_000,
         "base_width": 64, "limit_train": None, "limit_test": None,
         "train": {"epochs": 200, "epoch_size": 50_000, "batch_size": 128},
@@ -510,9 +534,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "query": {"mc_samples": 100},
     },
     "cpu": {
+        "recipe": "lowdata",
         "initial": 200, "query_schedule": [[0, 200], [400, 400], [800, 800], [1600, 1600]], "budget": 3200,
         "base_width": 16, "limit_train": 10_000, "limit_test": 2000, "max_blocks": 4, "max_stacks": 4,
-        "train": {"epochs": 24, "epoch_size": 4000, "batch_size": 128},
+        # 24 epochs of 4,000 samples at 1,000 labels, growing with sqrt(labelled): 2,000 at 200 labels,
+        # 7,155 at 3,200, the same samples over a run's five rounds (BENCHMARKS.md, "Training recipe").
+        "train": {"epochs": 24, "epoch_size": 4000, "batch_size": 128, "epoch_size_exponent": 0.5,
+                  "epoch_size_reference": 1000},
         "search": {"premature_fraction": 0.125, "premature_schedule": "compressed"},
         "query": {"mc_samples": 50, "pool_subset": None},
     },
@@ -566,4 +594,7 @@ def resolve_config(overrides: dict[str, Any], preset: Optional[str] = None) -> R
     name = preset or default_preset(dataset, device)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return RunConfig.from_dict(_merge(PRESETS[name], explicit, {"preset": name}))
+    recipe = explicit.get("recipe", PRESETS[name].get("recipe", RunConfig.recipe))
+    # The named recipe says how to train, the preset how much; explicit settings override either.
+    return RunConfig.from_dict(_merge({"train": recipe_settings(recipe)}, PRESETS[name], explicit,
+                                      {"preset": name, "recipe": recipe}))

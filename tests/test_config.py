@@ -85,7 +85,8 @@ def test_a_config_does_not_share_the_callers_lists():
 
 @pytest.mark.parametrize("old, overrides, preset", [
     (OLD_FLAT_QUICK, {"dataset": "synthetic", "seed": 3}, "quick"),
-    (OLD_FLAT_CPU, {"dataset": "folder"}, "cpu"),
+    # the cpu preset as it was before the lowdata recipe
+    (OLD_FLAT_CPU, {"dataset": "folder", "recipe": "paper", "train": {"epoch_size_exponent": 0.0}}, "cpu"),
 ])
 def test_an_old_flat_config_is_migrated_to_the_same_config(old, overrides, preset):
     migrated = RunConfig.from_dict(json.loads(json.dumps(old)))
