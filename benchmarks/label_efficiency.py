@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from inas_plugins.checkpoint import load_checkpoint  # noqa: E402
-from inas_plugins.config import RunConfig, flat_config, resolve_config  # noqa: E402
+from inas_plugins.config import RunConfig, resolve_config  # noqa: E402
 from inas_plugins.data import DatasetError, load_dataset  # noqa: E402
 from inas_plugins.ray_cluster import connect, local_cpus  # noqa: E402
 from inas_plugins.plots import plot_report  # noqa: E402
-from inas_plugins.report import build_report, format_curve_table, format_report_table, normalised_auc  # noqa: E402
+from inas_plugins.report import (build_report, format_curve_table, format_report_table, normalised_auc,  # noqa: E402
+                                 settings_of)
 from inas_plugins.results import load_results as _load_results  # noqa: E402
 from inas_plugins.sweep import SweepRun, execute, flags_from_overrides, option_args, prepare  # noqa: E402
 
@@ -129,7 +130,7 @@ def run_study(runs: list[SweepRun], runs_dir: Path, cpus_per_run: float, address
 
 
 def saved_config(path: Path) -> dict | None:
-    """A run directory's configuration in the nested layout (older flat ones migrated), or None if unreadable."""
+    """A run directory's configuration in the nested layout, or None if unreadable."""
     try:
         return RunConfig.from_dict(json.loads(path.read_text())).to_dict()
     except (ValueError, json.JSONDecodeError):
@@ -376,7 +377,7 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
     groups = build_report(run_dirs)
     plot_report(groups, PLOT_PATH, title="CIFAR-10, cpu preset: test accuracy vs labels (mean, +-1 std over seeds)",
                 log_x=True)
-    config = flat_config(resolve_config({"dataset": "folder"}, preset="cpu").to_dict())
+    config = settings_of(resolve_config({"dataset": "folder"}, preset="cpu"))
     sections = [
         "## Label efficiency on CIFAR-10 (cpu preset)",
         "",
@@ -386,8 +387,9 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
         f"Runs: {threads_line(run_dirs)} (a sweep runs as many side by side as the CPUs allow).",
         "",
         "cpu preset: " + json.dumps({k: config[k] for k in (
-            "initial", "query_schedule", "budget", "epochs", "epoch_size", "batch_size", "base_width",
-            "max_blocks", "max_stacks", "limit_train", "limit_test", "premature_fraction", "val_fraction")})
+            "initial", "query_schedule", "budget", "train.epochs", "train.epoch_size", "train.batch_size", "base_width",
+            "max_blocks", "max_stacks", "limit_train", "limit_test", "search.premature_fraction",
+            "search.val_fraction")})
         + f". Every configuration but inas-sr-premature8 runs the paper's search ({json.dumps(PAPER_SEARCH)}).",
         "",
         "### Summary (final accuracy, normalised AUC; mean +- std over seeds)",

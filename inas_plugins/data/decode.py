@@ -23,6 +23,7 @@ import torch
 from torchvision.transforms.v2 import functional as tvf
 from tqdm.auto import tqdm
 
+from ..choices import COLOR_MODES
 from .base import DatasetError
 
 try:  # deprecated in torchvision 0.29 (in favour of torchcodec); PIL takes over if it disappears
@@ -33,7 +34,6 @@ except ImportError:  # pragma: no cover - depends on the installed torchvision
 TORCHVISION_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"} if decode_image is not None else ())
 PIL_EXTENSIONS = frozenset({".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff"})
 IMAGE_EXTENSIONS = TORCHVISION_EXTENSIONS | PIL_EXTENSIONS
-COLOR_MODES = ("auto", "rgb", "gray")
 TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
