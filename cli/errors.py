@@ -30,7 +30,7 @@ def in_flags(error: BaseException) -> str:
     for name in getattr(error, "settings", ()):
         flag = flag_of(name)
         if flag is not None:
-            message = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flag, message)
+            message = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w/-])", flag, message)  # not inside a path
     return message
 
 

