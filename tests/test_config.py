@@ -223,6 +223,17 @@ def test_every_flag_sets_a_real_setting():
             assert entry.field in {f.name for f in fields(SECTIONS[entry.section])}, entry
 
 
+def test_arch_inas_means_the_search_for_inas_run_as_for_inas_sweep():
+    from inas_plugins.config import SEARCHED_ARCH, resume_conflicts
+    from inas_plugins.sweep import option_args
+
+    searched = resolve_config({"dataset": "synthetic", "arch": SEARCHED_ARCH}, preset="quick")
+    assert searched.arch is None and searched.uses_search
+    assert resume_conflicts(searched, {"arch": "inas"}) == []
+    assert resume_conflicts(searched, {"arch": "1x2"}) == ["--arch 1x2 (the run has inas)"]
+    assert option_args({"arch": SEARCHED_ARCH, "seed": 1}) == ["--seed", "1"]
+
+
 def test_flag_overrides_route_each_option_to_its_setting():
     nested = flag_overrides({"epochs": 3, "search_iterations": 2, "mc_samples": None, "data_dir": Path("/d"),
                              "heuristic": "coreset", "seed": 4})
