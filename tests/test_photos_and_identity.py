@@ -141,3 +141,20 @@ def test_importing_the_package_still_registers_the_networks_with_timm() -> None:
         code = f"{order}; print(timm.create_model('inas_resnet_i1_j2', num_classes=3).__class__.__name__)"
         assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True).stdout.strip() == "INASResNet"
+
+
+EXPORTS = """
+import sys
+import inas_plugins
+light = sorted(m for m in ("torch", "timm", "baal") if m in sys.modules)
+from inas_plugins import QueryOptions, SearchOptions, TrainRecipe, ScoreHeuristic, register_heuristic
+from inas_plugins.heuristics import HEURISTIC_CLASSES, get_heuristic_class, list_heuristics
+registered = sorted({get_heuristic_class(info.name).__name__ for info in list_heuristics() if info.source != "tests"})
+exported = sorted(name for name in HEURISTIC_CLASSES if getattr(inas_plugins, name) is not None)
+print(light, registered == sorted(HEURISTIC_CLASSES) == exported, set(inas_plugins.__all__) <= set(dir(inas_plugins)))
+"""
+
+
+def test_the_package_exports_the_settings_and_every_heuristic_class_lazily() -> None:
+    output = subprocess.run([sys.executable, "-c", EXPORTS], capture_output=True, text=True, check=True).stdout
+    assert output.strip().splitlines()[-1] == "[] True True", output
