@@ -39,12 +39,13 @@ def setting_path(owner: str, name: str) -> str:
     return f"{owner}.{name}" if owner else name
 
 
-def check_positive_int(owner: str, name: str, value: Any) -> int:
+def check_positive_int(owner: str, name: str, value: Any, error: type[SettingError] = SettingError) -> int:
     """``value`` as an int if it is an integer >= 1 (numpy's included, bools refused), else a
-    one-line :class:`SettingError` naming the setting ``owner.name`` (``name`` alone without owner)."""
+    one-line ``error`` (a :class:`SettingError` or subclass) naming the setting ``owner.name``
+    (``name`` alone without owner)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         path = setting_path(owner, name)
-        raise SettingError(f"{path} must be a positive integer, got {value!r}", path)
+        raise error(f"{path} must be a positive integer, got {value!r}", path)
     return int(value)
 
 

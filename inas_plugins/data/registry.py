@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from ..settings import check_positive_int
 from .base import DatasetError, LoadedDataset
 from .digits import load_digits_dataset
 from .folder import FOLDER_OPTIONS, load_folder
@@ -87,8 +88,8 @@ def load_dataset(
                            f"with data_dir DIR", "data_dir", "dataset")
     test_fraction = check_test_fraction(test_fraction)
     for label, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
-        if limit is not None and int(limit) < 1:
-            raise DatasetError(f"{label} must be a positive integer, got {limit}", label)
+        if limit is not None:
+            check_positive_int("", label, limit, DatasetError)
     dataset = spec.load(data_dir, download=download, seed=seed, test_fraction=test_fraction,
                         progress=progress, **options)
     return apply_limits(dataset, limit_train, limit_test, seed)
