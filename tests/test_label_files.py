@@ -305,3 +305,16 @@ def test_a_second_command_on_a_busy_run_stops_with_one_line(run, tmp_path) -> No
             result = invoke("label", *args)
             assert result.exit_code == 2 and "another `inas label` command is working on" in result.output
     assert "imported 8 new" in invoke("label", "import", run_dir, answered).output
+
+
+def test_the_label_studio_key_comes_from_the_option_or_its_environment_variable(tmp_path, monkeypatch) -> None:
+    data = make_pool(tmp_path / "data", n=6, test=1)
+    args = ["label", "init", tmp_path / "run", "--data-dir", data, "--classes", "top,left", *TINY,
+            "--label-studio", "http://127.0.0.1:9", "--document-root", data]
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    result = invoke(*args)
+    assert result.exit_code == 2 and "needs an API key: pass --api-key or set LABEL_STUDIO_API_KEY" in result.output
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "k")  # read by the option itself: past the key check, to the next one
+    result = invoke(*args)
+    assert result.exit_code == 2 and "must lie strictly below the Label Studio document root" in result.output
+    assert not (tmp_path / "run").exists()
