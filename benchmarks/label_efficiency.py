@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from inas_plugins.checkpoint import load_checkpoint  # noqa: E402
-from inas_plugins.config import RunConfig, flat_config, resolve_config  # noqa: E402
+from inas_plugins.config import RunConfig, resolve_config  # noqa: E402
 from inas_plugins.data import DatasetError, load_dataset  # noqa: E402
 from inas_plugins.ray_cluster import connect, local_cpus  # noqa: E402
 from inas_plugins.plots import plot_report  # noqa: E402
-from inas_plugins.report import build_report, format_curve_table, format_report_table, normalised_auc  # noqa: E402
+from inas_plugins.report import (build_report, format_curve_table, format_report_table, normalised_auc,  # noqa: E402
+                                 settings_of)
 from inas_plugins.results import load_results as _load_results  # noqa: E402
 from inas_plugins.sweep import SweepRun, execute, flags_from_overrides, option_args, prepare  # noqa: E402
 
@@ -155,7 +156,7 @@ def run_study(runs: list[SweepRun], runs_dir: Path, cpus_per_run: float, address
 
 
 def saved_config(path: Path) -> dict | None:
-    """A run directory's configuration in the nested layout (older flat ones migrated), or None if unreadable."""
+    """A run directory's configuration in the nested layout, or None if unreadable."""
     try:
         return RunConfig.from_dict(json.loads(path.read_text())).to_dict()
     except (ValueError, json.JSONDecodeError):
@@ -401,8 +402,7 @@ def report(study_name: str, run_dirs: list[Path], wall_seconds: float | None, da
     plot_path = PLOTS[study_name]
     plot_report(groups, plot_path, title="CIFAR-10, cpu preset: test accuracy vs labels (mean, +-1 std over seeds)",
                 log_x=True)
-    config = flat_config(resolve_config({"dataset": "folder", **STUDIES[study_name]["inas-random"]},
-                                        preset="cpu").to_dict())
+    config = settings_of(resolve_config({"dataset": "folder", **STUDIES[study_name]["inas-random"]}, preset="cpu"))
     title, search_note = {
         "paper-recipe": ("the first study, on the paper's training recipe",
                          f"Every configuration but inas-sr-premature8 runs the paper's search ({json.dumps(PAPER_SEARCH)})."),
@@ -419,12 +419,9 @@ def report(study_name: str, run_dirs: list[Path], wall_seconds: float | None, da
         f"Runs: {threads_line(run_dirs)} (a sweep runs as many side by side as the CPUs allow).",
         "",
         "cpu preset: " + json.dumps({k: config[k] for k in (
-            "initial", "query_schedule", "budget", "epochs", "epoch_size", "batch_size", "base_width",
-            "max_blocks", "max_stacks", "limit_train", "limit_test", "premature_fraction", "val_fraction")
-            if k in config})
-        + f", recipe {config.get('recipe', 'paper')}"
-        + (f" (samples per round x (labelled / 1000) ^ {config['epoch_size_exponent']})"
-           if config.get("epoch_size_exponent") else "") + f". {search_note}",
+            "initial", "query_schedule", "budget", "recipe", "train.epochs", "train.epoch_size",
+            "train.epoch_size_exponent", "train.batch_size", "base_width", "max_blocks", "max_stacks", "limit_train",
+            "limit_test", "search.premature_fraction", "search.val_fraction")}) + f". {search_note}",
         "",
         "### Summary (final accuracy, normalised AUC; mean +- std over seeds)",
         "",

@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Optional
 
-from ..settings import check_fraction, check_positive_int
+from ..settings import SettingError, check_fraction, check_positive_int
 
 #: Learning-rate schedules after the warmup: the paper's steps (x ``lr_gamma`` at each milestone),
 #: a linear decay to zero, or a cosine decay to zero.
@@ -72,35 +72,36 @@ class TrainRecipe:
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
         for name in ("epochs", "epoch_size", "batch_size", "eval_batch_size", "epoch_size_reference"):
-            check_positive_int("recipe", name, getattr(self, name))
+            check_positive_int("train", name, getattr(self, name))
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"recipe lr must be a positive number, got {self.lr!r}")
-        check_fraction("recipe", "momentum", self.momentum, low_open=False)
+            raise SettingError(f"train.lr must be a positive number, got {self.lr!r}", "train.lr")
+        check_fraction("train", "momentum", self.momentum, low_open=False)
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"recipe weight_decay must be >= 0, got {self.weight_decay!r}")
-        check_fraction("recipe", "lr_gamma", self.lr_gamma, high_closed=True)
+            raise SettingError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}", "train.weight_decay")
+        check_fraction("train", "lr_gamma", self.lr_gamma, high_closed=True)
         milestones = self.lr_milestones
         if any(not 0.0 < m < 1.0 for m in milestones) or list(milestones) != sorted(set(milestones)):
-            raise ValueError(
-                f"recipe lr_milestones must be increasing fractions of training in (0, 1), got {milestones!r}"
-            )
+            raise SettingError(f"train.lr_milestones must be increasing fractions of training in (0, 1), got "
+                               f"{milestones!r}", "train.lr_milestones")
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("shift_mode", self.shift_mode, SHIFT_MODES)
-        check_fraction("recipe", "warmup", self.warmup, low_open=False)  # [0, 1): a warmup shorter than the run
+        check_fraction("train", "warmup", self.warmup, low_open=False)  # [0, 1): a warmup shorter than the run
         for name in ("nesterov", "decay_norms_and_biases", "test_flips"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"recipe {name} must be true or false, got {getattr(self, name)!r}")
+                raise SettingError(f"train.{name} must be true or false, got {getattr(self, name)!r}", f"train.{name}")
         if self.nesterov and self.momentum == 0:
-            raise ValueError("recipe nesterov needs momentum > 0 (torch's SGD refuses Nesterov without momentum)")
-        check_fraction("recipe", "label_smoothing", self.label_smoothing, low_open=False)
+            raise SettingError("train.nesterov needs train.momentum > 0 (torch's SGD refuses Nesterov without momentum)",
+                               "train.nesterov", "train.momentum")
+        check_fraction("train", "label_smoothing", self.label_smoothing, low_open=False)
         if self.ema_decay is not None:
-            check_fraction("recipe", "ema_decay", self.ema_decay)
-        check_fraction("recipe", "shift", self.shift, low_open=False, high_closed=True, high=0.5)
-        check_fraction("recipe", "rotation", self.rotation, low_open=False, high_closed=True, high=180.0)
-        check_fraction("recipe", "cutout", self.cutout, low_open=False, high_closed=True)  # at most the whole image
+            check_fraction("train", "ema_decay", self.ema_decay)
+        check_fraction("train", "shift", self.shift, low_open=False, high_closed=True, high=0.5)
+        check_fraction("train", "rotation", self.rotation, low_open=False, high_closed=True, high=180.0)
+        check_fraction("train", "cutout", self.cutout, low_open=False, high_closed=True)  # at most the whole image
         if isinstance(self.epoch_size_exponent, bool) or not isinstance(self.epoch_size_exponent, (int, float)) \
                 or not 0.0 <= self.epoch_size_exponent <= 2.0:
-            raise ValueError(f"recipe epoch_size_exponent must be in [0, 2], got {self.epoch_size_exponent!r}")
+            raise SettingError(f"train.epoch_size_exponent must be in [0, 2], got {self.epoch_size_exponent!r}",
+                               "train.epoch_size_exponent")
 
     # -- derived quantities -------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class TrainRecipe:
         ``(labelled / epoch_size_reference) ** epoch_size_exponent`` (unchanged at exponent 0)."""
         if self.epoch_size_exponent == 0:
             return self
-        check_positive_int("recipe", "labelled set size", labelled)
+        check_positive_int("train", "labelled set size", labelled)
         factor = (labelled / self.epoch_size_reference) ** self.epoch_size_exponent
         return replace(self, epoch_size=max(self.batch_size, round(self.epoch_size * factor)), epoch_size_exponent=0.0)
 
@@ -170,7 +171,7 @@ class TrainRecipe:
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"recipe {name} must be one of {', '.join(choices)}; got {value!r}")
+        raise SettingError(f"train.{name} must be one of {', '.join(choices)}; got {value!r}", f"train.{name}")
 
 
 # How a network is trained, by name. Neither sets epochs, epoch_size or batch_size: those are the
@@ -197,7 +198,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 def recipe_settings(name: str) -> dict[str, Any]:
     """The settings of the named recipe; one line listing the names for an unknown one."""
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        raise SettingError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}", "recipe")
     return dict(RECIPES[name])
 
 
