@@ -40,11 +40,6 @@ def round_seed(seed: int, round_index: int) -> int:
     return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0])
 
 
-def augmentation_shift(image_size: tuple[int, int]) -> int:
-    """The paper's 4-pixel shifts are for 32x32 images; keep the same fraction on other sizes."""
-    return max(1, round(4 * min(image_size) / 32))
-
-
 # --- search and train ---------------------------------------------------------------------------
 
 

@@ -14,7 +14,6 @@ way to name a recipe changes this module only.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from functools import partial
 from typing import Any, Callable, Optional
@@ -24,7 +23,7 @@ from baal.modelwrapper import TrainingArgs
 from torch import nn
 
 from .models import INASResNet, build_inas_resnet
-from .settings import QueryOptions, SearchOptions
+from .settings import QueryOptions, SearchOptions, check_positive_int
 from .space import Arch, SearchSpace
 from .training import TrainRecipe
 from .training.trainer import derive_seed
@@ -126,6 +125,4 @@ def warn_about_ignored_args(args: TrainingArgs) -> None:
 
 def check_iterations(iterations: Any) -> int:
     """``iterations`` as an int: any positive integer, numpy's included (baal accepts them too)."""
-    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    return int(iterations)
+    return check_positive_int("", "iterations", iterations)

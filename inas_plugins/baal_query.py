@@ -122,8 +122,7 @@ class BaalQuery(AbstractHeuristic):
     def __init__(self, heuristic: str | QueryHeuristic, wrapper: QuerySource, *, query_size: int,
                  seed: int = 0, **kwargs: Any) -> None:
         super().__init__(reverse=True)
-        check_positive_int("BaalQuery", "query_size", int(query_size) if isinstance(query_size, np.integer)
-                           else query_size)
+        query_size = check_positive_int("", "query_size", query_size)
         if isinstance(heuristic, str):
             heuristic = create_heuristic(heuristic, **kwargs)
         elif not isinstance(heuristic, QueryHeuristic) or kwargs:
@@ -131,7 +130,7 @@ class BaalQuery(AbstractHeuristic):
                              f"instance without extra arguments, got {type(heuristic).__name__}")
         self.query = heuristic
         self.wrapper = wrapper
-        self.query_size = int(query_size)
+        self.query_size = query_size
         self.rng = np.random.default_rng(seed)
         self.recorder = PoolRecorder(heuristic.needs)
         wrapper.add_recorder(self.recorder)

@@ -34,7 +34,7 @@ from baal.active.dataset import ActiveLearningDataset
 from torch import nn
 from torch.utils.data import Subset
 
-from .active_round import Parent, augmentation_shift, pick, round_seed, search_and_train
+from .active_round import Parent, pick, round_seed, search_and_train
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import RunConfig, identity_differences
 from .data import LoadedDataset
@@ -124,10 +124,9 @@ class ActiveRun:
         self.train_data = TensorSource(self.dataset.train.images, self.dataset.train.labels,
                                        InputFormat.uint8(self.dataset.mean, self.dataset.std))
         self.test_data = TensorSource(self.dataset.test.images, self.dataset.test.labels, self.train_data.fmt)
-        # Augmentation defaults to on (shifts and rotations); flips only where the dataset allows them.
+        # Augmentation (the recipe's) defaults to on; flips only where the dataset allows them.
         self._augment = True if self.config.augment is None else self.config.augment
         self._flips = self.dataset.flips_valid
-        self._max_shift = augmentation_shift(self.dataset.image_size)
 
     # --- building blocks --------------------------------------------------------------------
     def build_model(self, arch: Arch) -> nn.Module:
@@ -139,7 +138,7 @@ class ActiveRun:
     def make_trainer(self, seed: int) -> Trainer:
         return Trainer(
             self.recipe, augment=self._augment,
-            flips=self._flips, max_shift=self._max_shift, device=self.config.device, seed=seed, progress=self.progress,
+            flips=self._flips, device=self.config.device, seed=seed, progress=self.progress,
         )
 
     def _new_state(self) -> Checkpoint:

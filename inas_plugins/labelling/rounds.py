@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..active_round import Parent, augmentation_shift, pick, round_seed, search_and_train
+from ..active_round import Parent, pick, round_seed, search_and_train
 from ..atomic import atomic_open
 from ..data.base import channel_stats
 from ..heuristics import create_heuristic
@@ -66,7 +66,6 @@ class RoundData:
     pool: TensorSource
     test: Optional[TensorSource]
     channels: int
-    image_size: tuple[int, int]
     left_out: int
 
 
@@ -95,7 +94,7 @@ def run_round(project: Project, labels: dict[str, str], answered: set[str], roun
                     drop_rate=config.drop_rate, block=config.block)
     fresh = partial(_fresh, build, seed)
     trainer = Trainer(config.train, augment=True if config.augment is None else config.augment, flips=project.flips,
-                      max_shift=augmentation_shift(data.image_size), device=config.device, seed=seed, progress=progress)
+                      device=config.device, seed=seed, progress=progress)
     search = config.search if config.uses_search else None
     parent = _load_parent(run_dir, start, build, data.labelled_paths) if search and search.inherit_weights else None
     trained = search_and_train(data.labelled, start, trainer, space=config.space, search=search, build=build,
@@ -146,7 +145,7 @@ def load_round_data(project: Project, labels: dict[str, str], answered: set[str]
         labelled_paths=labelled_paths, labelled=TensorSource(labelled_images, targets(labelled_paths, labels), fmt),
         pool_paths=pool_paths, pool=TensorSource(pool_images, None, fmt),
         test=TensorSource(test_images, targets(test_paths, test_pairs), fmt) if len(test_paths) else None,
-        channels=decoded.channels, image_size=decoded.image_size,
+        channels=decoded.channels,
         left_out=len(decoded.missing) + len(decoded.unreadable))
 
 
