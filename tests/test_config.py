@@ -33,13 +33,13 @@ def test_to_dict_is_nested_and_round_trips_through_json():
     data = config.to_dict()
     assert list(data)[-3:] == ["train", "search", "query"]
     assert set(data) == {*OWN_FIELDS, *SECTIONS}
-    assert data["train"] == {**TrainRecipe(epochs=3, epoch_size=2000, batch_size=64).to_dict()}
+    assert data["train"] == TrainRecipe.named("lowdata", epochs=3, epoch_size=2000, batch_size=64).to_dict()
     assert data["search"] == SearchOptions(iterations=2).to_dict()
     assert data["query"] == QueryOptions(heuristic="random", mc_samples=50, pool_subset=40).to_dict()
     assert not {"epochs", "heuristic", "search_iterations", "mc_samples"} & set(data)
     again = RunConfig.from_dict(json.loads(json.dumps(data)))
     assert again == config and again.to_dict() == data
-    assert isinstance(again.train, TrainRecipe) and again.train.lr_milestones == (0.5, 0.75)
+    assert isinstance(again.train, TrainRecipe) and again.train.lr_schedule == "linear"
 
 
 def test_the_copies_are_gone_from_the_flat_level():

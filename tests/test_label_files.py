@@ -161,7 +161,8 @@ def test_the_run_learns_the_task(tmp_path) -> None:
     """With a few epochs the generated classes (bright top vs bright left half) are learnt."""
     data = make_pool(tmp_path / "data", n=30, test=10)
     run_dir = tmp_path / "run"
-    args = ["--initial", "12", "--query-size", "6", "--epochs", "10", "--epoch-size", "256", "--batch-size", "32", "--base-width", "4",
+    args = ["--initial", "12", "--query-size", "6", "--epochs", "10", "--epoch-size", "256", "--epoch-size-exponent", "0",
+            "--batch-size", "32", "--base-width", "4",
             "--max-blocks", "2", "--max-stacks", "2", "--device", "cpu", "--no-augment"]
     assert invoke("label", "init", run_dir, "--data-dir", data, "--classes", "top,left", *args).exit_code == 0
     assert invoke("label", "import", run_dir, label_batch(run_dir, tmp_path)).exit_code == 0

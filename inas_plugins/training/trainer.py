@@ -80,7 +80,8 @@ class Trainer:
     friends directly; a :class:`~.sources.DataSource` brings its own format. ``augment`` switches the
     trainer's batched augmentation (the recipe's shifts, rotations and cutout) as a whole;
     ``flips=False`` says mirrored images change their meaning (digits, house numbers): training never
-    mirrors and evaluation ignores the recipe's ``test_flips``.
+    mirrors and evaluation ignores the recipe's ``test_flips``, as it does when the trainer does not
+    augment (a network that never saw a mirrored image is not tested on one).
     """
 
     def __init__(
@@ -205,7 +206,8 @@ class Trainer:
 
     def evaluate(self, model: nn.Module, data: DataSource | Tensor, labels: Optional[Tensor] = None) -> float:
         """Top-1 accuracy in [0, 1] on a labelled source (or images with ``labels``); with the recipe's
-        ``test_flips`` (and flips valid), of the summed logits of each image and its mirror."""
+        ``test_flips`` (when the network trained on mirrored images: augmentation on, flips valid), of the
+        summed logits of each image and its mirror."""
         if isinstance(data, Tensor) and labels is not None and labels.shape[0] != data.shape[0]:
             raise ValueError(f"{data.shape[0]} images but {labels.shape[0]} labels")
         source = self.source(data, labels).evaluation()
@@ -214,7 +216,7 @@ class Trainer:
         model.to(device=self.device, memory_format=self.memory_format)
         correct = total = 0
         batches = source.batches(self.device, batch_size=self.recipe.eval_batch_size)
-        mirrored = self.recipe.test_flips and self.flips
+        mirrored = self.recipe.test_flips and self.flips and self.augment  # only a network trained on mirrors
         if mirrored:  # each image and its mirror in one batch; their logits are summed
             batches = ((torch.cat([x, x.flip(-1)]), y) for x, y in batches)
         for outputs, target in iterate_outputs(model, batches, {"logits"}):
