@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 from baal.modelwrapper import TrainingArgs
@@ -26,6 +26,7 @@ from .models import INASResNet, build_inas_resnet
 from .settings import QueryOptions, SearchOptions, check_positive_int
 from .space import Arch, SearchSpace
 from .training import TrainRecipe
+from .training.recipe import RECIPES, recipe_settings
 from .training.trainer import derive_seed
 
 ModelFactory = Callable[[Arch], nn.Module]
@@ -72,10 +73,15 @@ def check_options(search: Any, query: Any) -> tuple[Optional[SearchOptions], Que
     return (SearchOptions() if search is True else search) or None, query or QueryOptions()
 
 
-def check_recipe(recipe: Any) -> Optional[TrainRecipe]:
-    """The wrapper's ``recipe`` argument: None (train as baal's ``ModelWrapper`` does) or a TrainRecipe."""
+def check_recipe(recipe: Any) -> Union[TrainRecipe, str, None]:
+    """The wrapper's ``recipe`` argument: None (train as baal's ``ModelWrapper`` does), a recipe's name
+    (``"lowdata"``, ``"paper"``: :data:`~inas_plugins.training.recipe.RECIPES`) or a TrainRecipe."""
+    if isinstance(recipe, str):
+        recipe_settings(recipe)  # one line listing the names for an unknown one
+        return recipe
     if recipe is not None and not isinstance(recipe, TrainRecipe):
-        raise ValueError(f"recipe must be a TrainRecipe, got {type(recipe).__name__}")
+        raise ValueError(f"recipe must be a TrainRecipe or the name of one ({', '.join(RECIPES)}), got "
+                         f"{type(recipe).__name__}")
     return recipe
 
 
@@ -88,25 +94,31 @@ def sgd_hyperparameters(optimizer: Optional[torch.optim.Optimizer]) -> dict:
             "weight_decay": float(group.get("weight_decay", 0.0))}
 
 
-def recipe_from_args(args: TrainingArgs, recipe: Optional[TrainRecipe], dataset_size: int) -> TrainRecipe:
+def recipe_from_args(args: TrainingArgs, recipe: Union[TrainRecipe, str, None], dataset_size: int) -> TrainRecipe:
     """The training recipe of one active step.
 
-    ``epoch`` and ``batch_size`` come from the TrainingArgs (``epoch=0`` falls back to the recipe's),
-    SGD hyperparameters from ``args.optimizer`` when it is an SGD optimizer. Without an explicit
-    ``recipe`` the network trains as baal's ``ModelWrapper`` trains it: an epoch is one pass over the
-    dataset and the learning rate stays constant. With one, its ``epoch_size`` and lr schedule are kept.
+    ``epoch`` and ``batch_size`` come from the TrainingArgs (``epoch=0`` falls back to the recipe's).
+    Without a ``recipe`` the network trains as baal's ``ModelWrapper`` trains it: an epoch is one pass
+    over the dataset, the learning rate stays constant and the SGD hyperparameters come from
+    ``args.optimizer`` when it is an SGD optimizer. With a recipe's name, the named recipe trains
+    (its lr, momentum, weight decay, schedule, smoothing, ...; ``args.optimizer``'s are not used) with
+    baal's one-pass epochs. A TrainRecipe keeps its epoch size and schedule and takes the SGD
+    hyperparameters of ``args.optimizer``.
     """
-    values = (recipe or TrainRecipe()).to_dict()
+    if isinstance(recipe, str):
+        values = {**TrainRecipe.named(recipe).to_dict(), "epoch_size": dataset_size}
+    else:
+        values = (recipe or TrainRecipe()).to_dict()
+        values.update(sgd_hyperparameters(args.optimizer))
     if recipe is None:
         values["epoch_size"] = dataset_size
         values["lr_milestones"] = []
-        if args.epoch <= 0:
-            raise ValueError("TrainingArgs.epoch is 0: set the epochs of each active step, e.g. "
-                             "TrainingArgs(epoch=20), or pass recipe=TrainRecipe(epochs=...)")
+    if args.epoch <= 0 and not isinstance(recipe, TrainRecipe):
+        raise ValueError("TrainingArgs.epoch is 0: set the epochs of each active step, e.g. "
+                         "TrainingArgs(epoch=20), or pass recipe=TrainRecipe(epochs=...)")
     if args.epoch > 0:
         values["epochs"] = int(args.epoch)
     values["batch_size"] = int(args.batch_size)
-    values.update(sgd_hyperparameters(args.optimizer))
     return TrainRecipe.from_dict(values)
 
 

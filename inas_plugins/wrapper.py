@@ -68,8 +68,9 @@ class INASModelWrapper(ModelWrapper):
     ``Callable[[Arch], nn.Module]`` together with ``start``. ``search`` takes the search settings
     (:class:`SearchOptions`; ``True`` for the defaults) or ``False`` to keep the architecture fixed
     (the paper's fixed-architecture baselines). ``query`` sets MC-dropout's rate
-    (``query.mc_dropout_rate``) for ``predict_on_dataset(..., iterations=K)``. ``recipe`` replaces
-    baal's one-pass epochs by fixed-size, oversampled ones. ``augment=True`` adds the trainer's
+    (``query.mc_dropout_rate``) for ``predict_on_dataset(..., iterations=K)``. ``recipe`` trains
+    every network with a named recipe (``"lowdata"``, ``"paper"``; baal's one-pass epochs and the
+    TrainingArgs' epochs and batch size), or a TrainRecipe (fixed-size, oversampled epochs). ``augment=True`` adds the trainer's
     batched flips, shifts and rotations per batch (off by default: your dataset usually augments).
     ``progress=False`` is silent. ``search_history`` holds one record per search:
     ``{"round", "labelled", **SearchResult.to_dict()}``.
@@ -86,7 +87,7 @@ class INASModelWrapper(ModelWrapper):
         start: Arch | None = None,
         search: SearchOptions | bool = True,
         query: QueryOptions | None = None,
-        recipe: TrainRecipe | None = None,
+        recipe: TrainRecipe | str | None = None,
         augment: bool = False,
         flips: bool = True,
         seed: int = 0,

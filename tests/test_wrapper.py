@@ -254,6 +254,23 @@ def test_training_args_set_the_recipe() -> None:
         INASModelWrapper(build_inas_resnet(Arch(1, 1), num_classes=CLASSES, in_chans=1, base_width=4), adam)
 
 
+def test_a_named_recipe_trains_the_wrapper_as_it_trains_inas_run() -> None:
+    model = torch.nn.Linear(2, 2)
+    args = TrainingArgs(optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.8, weight_decay=1e-4),
+                        batch_size=16, epoch=3)
+    named = recipe_from_args(args, "lowdata", dataset_size=50)
+    # baal's one pass per epoch and the TrainingArgs' epochs and batch; everything else is the recipe's
+    assert (named.epochs, named.batch_size, named.epoch_size) == (3, 16, 50)
+    assert named == TrainRecipe.named("lowdata", epochs=3, batch_size=16, epoch_size=50)
+    assert named.lr != 0.05 and named.lr_schedule == "linear" and named.label_smoothing > 0
+    with pytest.raises(ValueError, match="unknown recipe 'modern'; choose one of paper, lowdata"):
+        INASModelWrapper(build_inas_resnet(Arch(1, 1), num_classes=CLASSES, in_chans=1, base_width=4),
+                         TrainingArgs(epoch=1, workers=0, use_cuda=False), recipe="modern")
+    with pytest.raises(ValueError, match="recipe must be a TrainRecipe or the name of one"):
+        INASModelWrapper(build_inas_resnet(Arch(1, 1), num_classes=CLASSES, in_chans=1, base_width=4),
+                         TrainingArgs(epoch=1, workers=0, use_cuda=False), recipe=3)
+
+
 def test_bad_constructor_input_names_the_problem() -> None:
     args = TrainingArgs(epoch=1, workers=0, use_cuda=False)
     with pytest.raises(ValueError, match="INASResNet"):
