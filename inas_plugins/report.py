@@ -39,6 +39,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from .config import SECTIONS, RunConfig
 from .results import load_results
+from .training.recipe import RECIPES
 
 # Fields that differ between repeats of one experiment without changing it.
 RUN_SPECIFIC = frozenset({"seed", "device", "data_dir", "data_identity"})
@@ -323,8 +324,17 @@ def _label_groups(groups: list[GroupSummary]) -> None:
         parts = [str(group.config["dataset"]), group.heuristic]
         parts.append(f"fixed {group.fixed_arch}" if group.fixed_arch else "iNAS")
         parts += [f"{key}={_short(group.config[key])}" for key, value in usual.items()
-                  if key in group.config and _value_text(group.config[key]) != value]
+                  if key in group.config and _value_text(group.config[key]) != value
+                  and not _from_recipe(group.config, key)]
         group.label = " ".join(parts)
+
+
+def _from_recipe(config: dict, key: str) -> bool:
+    """True for a ``train.`` setting that holds its named recipe's value: ``recipe=lowdata`` says it."""
+    field = key.removeprefix("train.")
+    named = RECIPES.get(config.get("recipe"), {})
+    return key.startswith("train.") and field in named and _value_text(config[key]) == _value_text(
+        list(named[field]) if isinstance(named[field], tuple) else named[field])
 
 
 def _value_text(value: Any) -> str:

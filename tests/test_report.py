@@ -160,6 +160,19 @@ def test_groups_are_keyed_by_the_typed_config_and_a_config_that_is_not_a_run_is_
     assert str(flat) in message and "unknown configuration keys ['epochs']" in message and "\n" not in message
 
 
+def test_a_recipe_is_named_once_and_a_changed_field_of_it_is_shown(tmp_path):
+    groups = build_report([make_run(tmp_path / "paper", [0.5, 0.6, 0.7], recipe="paper"),
+                           make_run(tmp_path / "low", [0.6, 0.7, 0.8], recipe="lowdata"),
+                           make_run(tmp_path / "low-ls0", [0.6, 0.7, 0.8], recipe="lowdata", label_smoothing=0.0)])
+    # lowdata is the usual recipe here, so only the departures from it are named
+    assert [group.label for group in groups] == [
+        "digits softmax_response iNAS recipe=paper", "digits softmax_response iNAS",
+        "digits softmax_response iNAS train.label_smoothing=0.0"]
+    two = build_report([tmp_path / "paper", tmp_path / "low"])
+    assert [group.label for group in two] == ["digits softmax_response iNAS recipe=paper",
+                                              "digits softmax_response iNAS recipe=lowdata"]
+
+
 def test_groups_that_differ_in_other_settings_get_those_settings_in_their_labels(tmp_path):
     groups = build_report([make_run(tmp_path / "e2", [0.5, 0.6, 0.7], epochs=2),
                            make_run(tmp_path / "e5", [0.6, 0.7, 0.8], epochs=5)])
