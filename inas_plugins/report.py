@@ -310,23 +310,27 @@ def _label_groups(groups: list[GroupSummary]) -> None:
     """``dataset heuristic arch`` plus ``path=value`` for the other settings on which the groups differ.
 
     When most groups share a value (an ablation: one setting changed at a time), only the groups
-    that depart from it show the key, so labels name what was changed instead of every setting.
+    that depart from it show the key, so labels name what was changed instead of every setting. A
+    ``train`` setting that holds its named recipe's value counts as the recipe's (``recipe=`` names it).
     """
     shown = {"dataset", "query.heuristic", "arch"}
-    keys = [key for group in groups for key in group.config if key not in shown]
+    texts = [{key: _RECIPES_OWN if _from_recipe(group.config, key) else _value_text(value)
+              for key, value in group.config.items() if key not in shown} for group in groups]
     usual: dict[str, Optional[str]] = {}
-    for key in dict.fromkeys(keys):
-        values = Counter(_value_text(group.config.get(key)) for group in groups)
+    for key in dict.fromkeys(key for text in texts for key in text):
+        values = Counter(text.get(key) for text in texts)
         if len(values) > 1:
             value, count = values.most_common(1)[0]
             usual[key] = value if count > len(groups) / 2 else None
-    for group in groups:
+    for group, text in zip(groups, texts):
         parts = [str(group.config["dataset"]), group.heuristic]
         parts.append(f"fixed {group.fixed_arch}" if group.fixed_arch else "iNAS")
         parts += [f"{key}={_short(group.config[key])}" for key, value in usual.items()
-                  if key in group.config and _value_text(group.config[key]) != value
-                  and not _from_recipe(group.config, key)]
+                  if key in text and text[key] not in (value, _RECIPES_OWN)]
         group.label = " ".join(parts)
+
+
+_RECIPES_OWN = "(the recipe's)"
 
 
 def _from_recipe(config: dict, key: str) -> bool:
