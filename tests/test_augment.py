@@ -1,7 +1,10 @@
 """Batched augmentation: shapes, the flip switch, bounded shifts and the geometry of rotations."""
 
+import subprocess
+import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,3 +97,71 @@ def test_same_generator_seed_same_augmentation_and_identity_passthrough():
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError):
         BatchAugment(**kwargs)
+
+
+# --------------------------------------------------------------------------- reflect shifts and cutout
+
+
+def _reflect_reference(image: torch.Tensor, dx: int, dy: int, flip: bool, pad: int) -> torch.Tensor:
+    """Brute force, one image: numpy's reflect padding, a crop moved by (dx, dy), then the mirror."""
+    padded = np.pad(image.numpy(), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
+    _, height, width = image.shape
+    out = padded[:, pad - dy:pad - dy + height, pad - dx:pad - dx + width]
+    return torch.from_numpy(np.ascontiguousarray(out[:, :, ::-1] if flip else out))
+
+
+def test_reflect_shifts_move_whole_pixels_over_a_reflected_border():
+    augment = BatchAugment(flips=True, max_shift=3, max_rotation=0.0, shift_mode="reflect")
+    x = _images(n=60, height=9, width=7)
+    params = augment.sample(x.shape[0], CPU, torch.Generator().manual_seed(4))
+    out = augment.apply(x, params)
+    assert out.is_contiguous()  # a strided view crashed torch's CPU convolutions (below)
+    for i in range(x.shape[0]):
+        reference = _reflect_reference(x[i], int(params.shift_x[i]), int(params.shift_y[i]), bool(params.flip[i]), 3)
+        assert torch.equal(out[i], reference)  # exact: no resampling
+
+
+def test_cutout_zeroes_one_clipped_square_per_image():
+    augment = BatchAugment(flips=False, max_shift=0, max_rotation=0.0, shift_mode="reflect", cutout=4)
+    x = _images(n=50, height=10, width=10) + 10.0  # no pixel is zero before the cutout
+    params = augment.sample(x.shape[0], CPU, torch.Generator().manual_seed(2), size=(10, 10))
+    out = augment.apply(x, params)
+    for i in range(x.shape[0]):
+        expected = x[i].clone()
+        top, left = int(params.cut_y[i]) - 2, int(params.cut_x[i]) - 2
+        expected[:, max(0, top):max(0, top + 4), max(0, left):max(0, left + 4)] = 0.0
+        assert torch.equal(out[i], expected)
+    with pytest.raises(ValueError, match="cutout"):
+        BatchAugment(cutout=-1)
+
+
+def test_the_recipe_sizes_are_fractions_of_the_image_side():
+    from inas_plugins.training import TrainRecipe
+
+    recipe = TrainRecipe(shift=0.125, cutout=0.25, rotation=0.0, shift_mode="reflect")
+    assert BatchAugment.for_images(recipe, 32, 32).max_shift == 4 and BatchAugment.for_images(recipe, 32, 32).cutout == 8
+    assert BatchAugment.for_images(recipe, 8, 12).max_shift == 1 and BatchAugment.for_images(recipe, 8, 12).cutout == 2
+    assert BatchAugment.for_images(TrainRecipe(cutout=0.0), 32, 32).cutout == 0
+
+
+@pytest.mark.slow
+def test_training_on_reflect_shifted_small_images_does_not_crash_the_process():
+    """The shifted batch once left as a permuted view; torch's CPU convolutions of a network with
+    strided stacks then corrupted the heap (the process aborted). Run in a child process."""
+    script = """
+import torch, torch.nn.functional as F
+from inas_plugins.models import build_inas_resnet
+from inas_plugins.space import Arch
+from inas_plugins.training.augment import BatchAugment
+torch.set_num_threads(1)
+torch.manual_seed(0)
+augment = BatchAugment(flips=True, max_shift=2, max_rotation=0.0, shift_mode="reflect")
+model = build_inas_resnet(Arch(1, 3), num_classes=4, base_width=4)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(50):
+    loss = F.cross_entropy(model(augment(torch.randn(16, 3, 16, 16))), torch.randint(0, 4, (16,)))
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+print("trained")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "trained" in result.stdout, result.stderr[-500:]

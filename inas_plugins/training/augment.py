@@ -150,8 +150,11 @@ def _reflect_shift_and_flip(images: Tensor, shift_x: Tensor, shift_y: Tensor, fl
     columns = torch.where(flip[:, None], columns.flip(1), columns)
     columns = (pad - shift_x)[:, None] + columns
     batch = torch.arange(n, device=images.device)[:, None, None]
-    # Advanced indices around a slice put their broadcast shape first: (N, H, W, C).
-    return images[batch, :, rows[:, :, None], columns[:, None, :]].permute(0, 3, 1, 2)
+    # Advanced indices around a slice put their broadcast shape first: (N, H, W, C). The result is
+    # made contiguous in the batch's own layout: a permuted (channels-last strided) view fed to the
+    # network on the CPU crashed the process inside the convolution with small images (a heap
+    # corruption, batch 16 of 16x16 images; tests/test_augment.py).
+    return images[batch, :, rows[:, :, None], columns[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
 def _cut_out(images: Tensor, centre_x: Tensor, centre_y: Tensor, size: int) -> Tensor:
