@@ -140,6 +140,7 @@ def _prepare_resume(options: dict):
     """Own the run directory, read its configuration and refuse conflicting flags: (config, lock)."""
     from inas_plugins.checkpoint import load_checkpoint
     from inas_plugins.config import RESUME_MAY_CHANGE, RunConfig, resume_conflicts
+    from inas_plugins.rundir import CHECKPOINT_NAME, CONFIG_NAME
 
     run_dir = options["resume"]
     if options["out"] is not None:
@@ -152,7 +153,7 @@ def _prepare_resume(options: dict):
         raise fail(f"{run_dir} holds no run to resume (config.json is missing)")
     lock = _lock(run_dir)
     try:
-        config_path = run_dir / "config.json"
+        config_path = run_dir / CONFIG_NAME
         try:
             values = json.loads(config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -168,7 +169,7 @@ def _prepare_resume(options: dict):
             raise fail(f"cannot resume {run_dir} with {'; '.join(conflicts)}: a resumed run keeps its configuration "
                        f"(may change on resume: {', '.join('--' + flag for flag in RESUME_MAY_CHANGE)}); "
                        f"start a new run with --out for other settings")
-        if (run_dir / "checkpoint.pt").exists():
+        if (run_dir / CHECKPOINT_NAME).exists():
             try:
                 load_checkpoint(run_dir)  # fail on a bad file before loading the data
             except ValueError as error:

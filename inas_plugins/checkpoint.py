@@ -20,8 +20,8 @@ import torch
 
 from .atomic import atomic_write_bytes
 from .records import RoundRecord
+from .rundir import CHECKPOINT_NAME
 
-CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
 _KEYS = ("next_round", "labelled_map", "arch", "rounds", "model_state")
 

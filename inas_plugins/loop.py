@@ -37,13 +37,13 @@ from torch.utils.data import Subset
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import RunConfig, identity_differences
 from .data import LoadedDataset
-from .checkpoint import CHECKPOINT_NAME
 from .heuristics import QueryHeuristic, collect_outputs, create_heuristic
 from .heuristics.base import check_picks
 from .heuristics.outputs import pool_scores, scores_in_chunks
 from .models import build_inas_resnet, count_parameters
 from .records import CandidateRecord, RoundRecord
 from .results import atomic_write_json, write_results
+from .rundir import CHECKPOINT_NAME, CONFIG_NAME
 from .search import inas_search
 
 if TYPE_CHECKING:
@@ -51,8 +51,6 @@ if TYPE_CHECKING:
 from .space import Arch
 from .training import Trainer
 from .training.sources import DataSource, InputFormat, TensorSource
-
-CONFIG_NAME = "config.json"
 
 
 class InMemoryActiveDataset(ActiveLearningDataset):

@@ -33,12 +33,8 @@ from typing import Any, Iterable
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
 from .plots import plot_architecture_trajectory, plot_learning_curve
 from .records import RoundRecord, arch_text
+from .rundir import ARCHITECTURE_PNG, LEARNING_CURVE_PNG, RESULTS_CSV, RESULTS_JSON
 
-RESULTS_JSON = "results.json"
-RESULTS_CSV = "results.csv"
-CONFIG_JSON = "config.json"
-LEARNING_CURVE_PNG = "learning_curve.png"
-ARCHITECTURE_PNG = "architecture.png"
 STATUSES = ("running", "complete")
 
 # Columns of results.csv that come first, in this order; other scalar round keys follow them.

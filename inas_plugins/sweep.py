@@ -40,6 +40,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .atomic import atomic_write_json, atomic_write_text
 from .config import RUN_FLAGS, SECTIONS
+from .rundir import CHECKPOINT_NAME, CONFIG_NAME, RESULTS_JSON
 
 MANIFEST = "sweep.json"
 LOG_DIR = "logs"
@@ -255,14 +256,14 @@ def prepare(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], grid: Option
 def run_complete(run_dir: Path) -> bool:
     """True when ``run_dir`` holds a finished run (its results say ``complete``)."""
     try:
-        return json.loads((Path(run_dir) / "results.json").read_text()).get("status") == "complete"
+        return json.loads((Path(run_dir) / RESULTS_JSON).read_text()).get("status") == "complete"
     except (OSError, ValueError, AttributeError):
         return False
 
 
 def holds_run(run_dir: Path) -> bool:
     """The directory was started by ``inas run``, so the next attempt resumes it."""
-    return (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()
+    return (run_dir / CONFIG_NAME).exists() or (run_dir / CHECKPOINT_NAME).exists()
 
 
 # --------------------------------------------------------------------------- one run (a Ray task)
@@ -475,7 +476,7 @@ def write_report(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, log_
     from .report import build_report, format_curve_table, format_report_table, report_to_dict
 
     sweep_dir = Path(sweep_dir)
-    run_dirs = [sweep_dir / run.name for run in runs if (sweep_dir / run.name / "results.json").exists()]
+    run_dirs = [sweep_dir / run.name for run in runs if (sweep_dir / run.name / RESULTS_JSON).exists()]
     if not run_dirs:
         return None
     groups = build_report(run_dirs)
