@@ -23,6 +23,7 @@ from inas_plugins.config import RUN_FLAGS
 
 from .errors import fail
 from .run_cmd import PRESET_HELP, _setting
+from .track_cmd import experiment_option, new_tracker, stored_target, tracking_target, tracking_uri_option
 
 app = typer.Typer(name="label", help="Label a real pool: human-in-the-loop active-iNAS with Label Studio or plain files.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -78,13 +79,19 @@ def init(
     pool_subset: Optional[int] = _setting("pool-subset"),
     seed: Optional[int] = _setting("seed"),
     device: Optional[str] = _setting("device"),
+    tracking_uri: Optional[str] = tracking_uri_option(),
+    experiment: Optional[str] = experiment_option(),
 ) -> None:
     """Create a labelling run over DIR and post the first (random) batch.
+
+    With --tracking-uri the run is one MLflow run, with a step per round (every `inas label sync`
+    that runs a round logs it).
 
     Example:
       inas label init runs/pets --data-dir ~/data/pets --classes cat,dog --label-studio http://localhost:8080 --api-key $TOKEN
     """
     options = dict(locals())
+    target = tracking_target(tracking_uri, experiment)
     from inas_plugins.config import resolve_config
     from inas_plugins.labelling import ProjectError, StudioError
     from inas_plugins.labelling.project import check_classes, read_classes_file
@@ -111,6 +118,7 @@ def init(
                      document_root=document_root, title=title, log=typer.echo)
     except (ProjectError, StudioError, ValueError, KeyError) as error:
         raise fail(_one_line(error))
+    _track(run_dir, target)
     typer.echo(f"next: label the batch, then `inas label sync {run_dir}`"
                + ("" if label_studio else f" (files: `inas label export {run_dir}` ... `inas label import {run_dir} FILE`)"))
 
@@ -133,6 +141,7 @@ def sync(
         report = run_sync(run_dir, studio, force=force, progress=not quiet, log=typer.echo)
     except (ProjectError, StudioError, ValueError) as error:
         raise fail(_one_line(error))
+    _track(run_dir, stored_target(run_dir))
     for problem in report.problems:
         typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
     if report.problems:
@@ -211,6 +220,13 @@ def import_(
     except (ProjectError, ValueError) as error:
         raise fail(_one_line(error))
     typer.echo(f"imported {added} new answer(s) from {file}")
+
+
+def _track(run_dir: Path, target) -> None:
+    """Bring the run's MLflow run up to date (when it is tracked); a server that is down is one warning."""
+    tracker = new_tracker("label", run_dir, target)
+    if tracker is not None:
+        tracker.finish("done")
 
 
 def _one_line(error: BaseException) -> str:

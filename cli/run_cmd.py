@@ -13,6 +13,7 @@ import typer
 from inas_plugins.config import FLAGS_BY_NAME, RUN_FLAGS
 
 from .errors import fail
+from .track_cmd import experiment_option, new_tracker, tracked, tracking_target, tracking_uri_option
 
 PRESET_HELP = "paper (the paper's protocol, for a GPU), cpu (scaled CIFAR protocol, 2-8 min on 2 cores), quick (digits default)."
 
@@ -70,6 +71,10 @@ def run(
                                              help="Train each search's candidates as parallel Ray tasks, each with "
                                                   "--threads threads (or a GPU); same choices. Needs inas-plugins[ray]; "
                                                   "plain search only."),
+    tracking_uri: Optional[str] = tracking_uri_option(),
+    experiment: Optional[str] = experiment_option(),
+    parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", hidden=True,
+                                                help="MLflow run to nest this run under (inas sweep sets it)."),
 ) -> None:
     """Run active learning with the iNAS search (or a fixed architecture) and write results and plots.
 
@@ -88,6 +93,8 @@ def run(
     options = dict(locals())  # the option values, by parameter name
     from inas_plugins.rundir import holds_run
 
+    # The runs of a sweep are not refused for a server that went down: the sweep checked it at its start.
+    target = tracking_target(tracking_uri, experiment, resume, check=parent_run_id is None)
     lock = None
     try:
         if resume is not None:
@@ -96,7 +103,7 @@ def run(
         else:
             config, run_dir, lock = _prepare_new(options)
         _execute(config, run_dir, resuming=resume is not None, quiet=quiet, threads=threads,
-                 parallel_candidates=parallel_candidates)
+                 parallel_candidates=parallel_candidates, tracking=(target, parent_run_id))
     except KeyboardInterrupt:
         started = lock is not None and holds_run(lock.run_dir)
         hint = (f"continue with  inas run --resume {lock.run_dir}" if started
@@ -186,7 +193,7 @@ def _prepare_resume(options: dict):
 
 
 def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Optional[int] = None,
-             parallel_candidates: bool = False) -> None:
+             parallel_candidates: bool = False, tracking: tuple = (None, None)) -> None:
     """Load the data, check it against the run, and run (or continue) the active loop."""
     progress = not quiet and sys.stderr.isatty()  # bars redraw in place: only on a terminal
     _check_device(config.device)
@@ -215,7 +222,9 @@ def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Option
         hint = " (--data-dir may only point to a copy of the same data)" if "not the run's" in str(error) else ""
         raise fail(f"{what}: {error}{hint}")
     typer.echo(f"run directory: {run_dir}")
-    rounds = active_run.run(resume=resuming, state=state)
+    active_run.tracker = new_tracker("run", run_dir, *tracking)
+    with tracked(active_run.tracker):
+        rounds = active_run.run(resume=resuming, state=state)
     final = rounds[-1]
     typer.echo(f"done: {final['labelled']} labels, final arch {final['arch'][0]}x{final['arch'][1]}, "
                f"test accuracy {final['test_accuracy']:.4f}; results in {run_dir}")
