@@ -1,4 +1,5 @@
-"""The tracking id file (``mlflow.json``): which MLflow run a directory is mirrored into.
+"""The tracking id file (``mlflow.json``): which MLflow run a directory is mirrored into, and which of
+its files that run has.
 
 Written atomically, before anything is logged: ``uid`` first (a random id the MLflow run carries
 as the tag ``inas.uid``), then, once the run exists, its ``run_id``. A process killed between
@@ -31,6 +32,9 @@ class TrackingLink:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     run_id: Optional[str] = None
     parent_run_id: Optional[str] = None
+    # The files uploaded to that run, by name: [mtime_ns, size] as they were uploaded (a file that
+    # changed since goes up again; one that did not is not uploaded twice, by any process).
+    files: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def target(self) -> TrackingTarget:
@@ -45,7 +49,8 @@ def read_link(directory: Path) -> Optional[TrackingLink]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         link = TrackingLink(**{key: data[key] for key in ("uri", "experiment", "uid")},
-                            run_id=data.get("run_id"), parent_run_id=data.get("parent_run_id"))
+                            run_id=data.get("run_id"), parent_run_id=data.get("parent_run_id"),
+                            files=dict(data.get("files") or {}))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TrackingError(f"{path} is damaged ({type(error).__name__}: {error}); delete it to track the directory "
                             "as a new MLflow run") from None

@@ -4,9 +4,9 @@ The directory is the record and MLflow a copy of it, so there is one way to brin
 whether it is called after a round, at the end, on ``--resume`` or by ``inas track sync``: compare
 and upload what is missing. A step's metrics go up in one request, and the steps already in MLflow
 are read back once per process, so a process killed at any moment (after the request, before it
-noted the step) never logs a step twice; files are uploaded again whenever they change on disk
-(same path: replaced, not duplicated); the final network's weights go up once, when the run is
-complete. Three kinds of directory: an ``inas run`` directory, an ``inas label`` project and an
+noted the step) never logs a step twice; a file goes up again only when it changed on disk (its
+size and time, kept in ``mlflow.json``; same path: replaced, not duplicated); the final network's
+weights go up once, when the run is complete. Three kinds of directory: an ``inas run`` directory, an ``inas label`` project and an
 ``inas sweep`` directory (whose parent run its runs are nested under).
 """
 
@@ -58,8 +58,8 @@ class Mirror:
         self.parent_run_id = parent_run_id
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
+        self._link: Optional[TrackingLink] = None
         self._logged: set[int] = set()
-        self._uploaded: dict[Path, tuple[int, int]] = {}
         self._final_done = False
         self._status: Optional[str] = None
 
@@ -98,8 +98,10 @@ class Mirror:
                 client.log_step(self.run_id, step, metrics)
                 self._logged.add(step)
                 result.steps += 1
-        for path, artifact_dir in self.files():
-            result.files += self._upload(client, path, artifact_dir)
+        uploaded = sum(self._upload(client, path, artifact_dir) for path, artifact_dir in self.files())
+        if uploaded:
+            write_link(self.directory, self._link)  # the stamps of what went up, for the next sync
+        result.files += uploaded
         complete = self.complete()
         if complete and not self._final_done:
             present = client.artifact_names(self.run_id, MODEL_DIR)
@@ -134,8 +136,9 @@ class Mirror:
             run = client.create_run(self.experiment_id, self.name, tags)
         self.run_id = run.info.run_id
         if link.run_id != self.run_id:
-            link.run_id = self.run_id
+            link.run_id, link.files = self.run_id, {}
             write_link(self.directory, link)
+        self._link = link
         present = {} if created else run.data.params
         missing = {key: value for key, value in self.params().items() if key not in present}
         if missing:
@@ -151,11 +154,12 @@ class Mirror:
             stat = path.stat()
         except FileNotFoundError:
             return 0
-        stamp = (stat.st_mtime_ns, stat.st_size)  # taken first: a file replaced meanwhile goes up again next time
-        if self._uploaded.get(path) == stamp:
+        stamp = [stat.st_mtime_ns, stat.st_size]  # taken first: a file replaced meanwhile goes up again next time
+        name = f"{artifact_dir}/{path.name}" if artifact_dir else path.name
+        if self._link.files.get(name) == stamp:
             return 0
         client.upload(self.run_id, path, artifact_dir)
-        self._uploaded[path] = stamp
+        self._link.files[name] = stamp
         return 1
 
 
