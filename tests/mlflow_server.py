@@ -84,7 +84,8 @@ class MlflowServer:
         self.process: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 180.0) -> "MlflowServer":
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        # No job runner (GenAI evaluation jobs: four more processes of about 230 MB each, unused here).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.log, "a") as log:
             self.process = subprocess.Popen(

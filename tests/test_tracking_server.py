@@ -1,16 +1,18 @@
 """Tracking into a real ``mlflow server`` (SQLite backend, a temporary artifact root), read back through
 MLflow's own client: a short run, a run killed with SIGKILL and resumed, a server killed in the middle of
-a run, a two-run sweep on a local Ray, and a labelling round.
+a run, a two-run sweep on a local Ray, a labelling round, and two runs' curves in MLflow's web UI.
 
 The server lives in a cached virtual environment of its own (tests/mlflow_server.py). These tests
 skip, saying why, only where it cannot be installed or started; CI (``.ci/run`` sets
-INAS_MLFLOW_SERVER_REQUIRED=1) fails instead.
+INAS_MLFLOW_SERVER_REQUIRED=1) fails instead. ``INAS_MLFLOW_SCREENSHOT=docs/mlflow-compare.png`` makes
+the screenshot test also write the picture the README shows.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from typer.testing import CliRunner
 from inas_cli.main import app
 from inas_plugins import Arch, build_inas_resnet
 from inas_plugins.checkpoint import load_checkpoint
+from chromium import capture, find_chromium
 from mlflow_server import MlflowServer, ServerUnavailable, ensure_server_venv
 
 pytestmark = pytest.mark.slow
@@ -262,3 +265,39 @@ def test_a_labelling_round_is_a_step_of_the_projects_mlflow_run(server, tmp_path
     names = {info.path for info in client.list_artifacts(run_id)}
     assert {"project.json", "state.json", "labels.csv", "model"} <= names
     assert client.get_run(run_id).info.status == "RUNNING"  # the session goes on
+
+
+# --------------------------------------------------------------------------- the web UI
+
+
+def test_mlflow_ui_compares_two_runs_accuracy_curves(server, tmp_path) -> None:
+    """The README's picture: MLflow's comparison of two runs' test accuracy, step = labelled images."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no headless browser installed (apt-get install -y chromium)")
+    digits = ["--dataset", "digits", "--initial", "40", "--query-size", "40", "--budget", "200", "--epochs", "6",
+              "--epoch-size", "1024", "--base-width", "8", "--max-blocks", "3", "--max-stacks", "2", "--quiet"]
+    runs = []
+    for heuristic in ("softmax_response", "random"):
+        out = tmp_path / f"digits-{heuristic}"
+        result = invoke("run", *digits, "--heuristic", heuristic, "--out", out, "--tracking-uri", server.uri,
+                        "--experiment", "digits: softmax response or random")
+        assert result.exit_code == 0, result.output
+        runs.append(link_of(out)["run_id"])
+    experiment = MlflowClient(server.uri).get_run(runs[0]).info.experiment_id
+    url = (f"{server.uri}/#/metric?runs={json.dumps(runs)}&metric=%22test_accuracy%22&experiments=%5B%22{experiment}"
+           "%22%5D&plot_metric_keys=%5B%22test_accuracy%22%5D&x_axis=step&show_point=true").replace(" ", "")
+    # Ready: both runs' curves are drawn and named in the chart's legend.
+    ready = ("document.querySelectorAll('.js-plotly-plot .trace.scatter').length >= 2 && "
+             "['digits-softmax_response', 'digits-random'].every(name => "
+             "document.body.innerText.includes(name + ' (test_accuracy)'))")
+    close_assistant = "document.querySelector('button[aria-label=\"Close\"]')?.click()"
+    out = tmp_path / "mlflow-compare.png"
+    where = capture(executable, tmp_path / "chromium-profile", url, out, ready, width=1400, height=760,
+                    prepare=close_assistant)
+    assert "#/metric" in where and runs[0] in where
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1400
+    target = os.environ.get("INAS_MLFLOW_SCREENSHOT")
+    if target:
+        shutil.copyfile(out, target)
