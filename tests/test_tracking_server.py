@@ -33,11 +33,13 @@ pytestmark = pytest.mark.slow
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+# One torch thread per run: two multi-threaded torch processes on a shared 2-core machine slow each other 5-30x.
 TINY = ["--dataset", "synthetic", "--initial", "20", "--query-size", "20", "--budget", "60", "--epochs", "1",
-        "--epoch-size", "64", "--base-width", "4", "--max-blocks", "2", "--max-stacks", "2", "--quiet"]
+        "--epoch-size", "64", "--base-width", "4", "--max-blocks", "2", "--max-stacks", "2", "--threads", "1", "--quiet"]
 # Long enough (5 rounds of a few seconds each) to be interrupted in the middle.
-LONGER = ["--dataset", "synthetic", "--initial", "20", "--query-size", "20", "--budget", "100", "--epochs", "4",
-          "--epoch-size", "2048", "--base-width", "4", "--max-blocks", "2", "--max-stacks", "2", "--quiet"]
+LONGER = ["--dataset", "synthetic", "--initial", "20", "--query-size", "20", "--budget", "100", "--epochs", "2",
+          "--epoch-size", "1024", "--base-width", "4", "--max-blocks", "2", "--max-stacks", "2", "--threads", "1",
+          "--quiet"]
 
 
 def unavailable(reason: str) -> None:
@@ -148,7 +150,7 @@ def test_a_tracked_run_records_its_configuration_rounds_files_and_network(server
     assert weights["arch"] == list(final.arch)
     assert all(torch.equal(weights["state_dict"][key], value) for key, value in final.model_state.items())
     # Resuming a complete run changes nothing in MLflow.
-    again = invoke("run", "--resume", out)
+    again = invoke("run", "--resume", out, "--threads", "1")
     assert again.exit_code == 0, again.output
     assert f"continuing MLflow run {run_id}" in again.output
     assert_mirrors_the_directory(client, out)
@@ -173,7 +175,7 @@ def test_a_run_killed_and_resumed_continues_its_mlflow_run_without_duplicate_ste
     link = link_of(out)
     del link["run_id"]
     (out / "mlflow.json").write_text(json.dumps(link))
-    resumed = invoke("run", "--resume", out)
+    resumed = invoke("run", "--resume", out, "--threads", "1")
     assert resumed.exit_code == 0, resumed.output
     assert f"continuing MLflow run {run_id}" in resumed.output
     assert link_of(out)["run_id"] == run_id
@@ -216,7 +218,7 @@ def test_a_server_killed_mid_run_costs_the_run_nothing_and_track_sync_catches_up
 def test_a_two_run_sweep_is_a_parent_run_with_its_runs_nested(server, tmp_path) -> None:
     pytest.importorskip("ray")
     sweep_dir = tmp_path / "sweep"
-    result = invoke("sweep", *TINY[:-1], "--seed", "0", "1", "--out", sweep_dir, "--tracking-uri", server.uri,
+    result = invoke("sweep", *TINY[:-3], "--seed", "0", "1", "--out", sweep_dir, "--tracking-uri", server.uri,
                     "--experiment", "sweep")
     assert result.exit_code == 0, result.output
     client = MlflowClient(server.uri)
@@ -276,7 +278,8 @@ def test_mlflow_ui_compares_two_runs_accuracy_curves(server, tmp_path) -> None:
     if executable is None:
         pytest.skip("no headless browser installed (apt-get install -y chromium)")
     digits = ["--dataset", "digits", "--initial", "40", "--query-size", "40", "--budget", "200", "--epochs", "6",
-              "--epoch-size", "1024", "--base-width", "8", "--max-blocks", "3", "--max-stacks", "2", "--quiet"]
+              "--epoch-size", "1024", "--base-width", "8", "--max-blocks", "3", "--max-stacks", "2", "--threads", "1",
+              "--quiet"]
     runs = []
     for heuristic in ("softmax_response", "random"):
         out = tmp_path / f"digits-{heuristic}"

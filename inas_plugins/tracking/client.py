@@ -7,7 +7,7 @@ answers (a bad parameter, a missing run). MLflow's own HTTP layer would retry ea
 minutes with a 120 s timeout -- right for a job whose only output is the server, wrong for a run
 whose directory is the record and which must never wait on its tracker -- so this module lowers
 those two settings (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``MLFLOW_HTTP_REQUEST_TIMEOUT``) unless
-the user set them.
+the user set them (:data:`HTTP_SETTINGS`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 from .link import UID_TAG, TrackingLink
 from .target import TrackingTarget
 
-HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# The tracker names the run's page itself, once: MLflow's own two lines at every run's end are not printed.
+HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 # MLflow error codes that a retry cannot change.
 DEFINITIVE = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
                         "PERMISSION_DENIED", "UNAUTHENTICATED", "BAD_REQUEST", "INVALID_STATE",

@@ -80,7 +80,8 @@ class Mirror:
         raise NotImplementedError
 
     def final_files(self, scratch: Path) -> list[tuple[Path, str]]:
-        """Files uploaded once, when the run is complete (written into ``scratch``)."""
+        """Files uploaded once, when the run is complete and MLflow has no ``model/model.pt`` (written
+        into ``scratch``)."""
         return []
 
     @property
@@ -88,9 +89,10 @@ class Mirror:
         return self.directory.resolve().name
 
     # --- the sync ---------------------------------------------------------------------------
-    def sync(self, client: TrackingClient, status: Optional[str] = None) -> SyncResult:
+    def sync(self, client: TrackingClient, status: Optional[str] = None, files: bool = True) -> SyncResult:
         """Upload what is missing and set the MLflow run's status: FINISHED once the directory says the
-        run is complete, else ``status`` (RUNNING for a run going on, FAILED, KILLED) when given."""
+        run is complete, else ``status`` (RUNNING for a run going on, FAILED, KILLED) when given.
+        ``files=False``: metrics and status only (the files change every round; see the tracker)."""
         created = self.run_id is None and self._open(client)
         result = SyncResult(self.run_id, self.experiment_id, created)
         for step, metrics in self.steps():
@@ -98,16 +100,16 @@ class Mirror:
                 client.log_step(self.run_id, step, metrics)
                 self._logged.add(step)
                 result.steps += 1
-        uploaded = sum(self._upload(client, path, artifact_dir) for path, artifact_dir in self.files())
-        if uploaded:
-            write_link(self.directory, self._link)  # the stamps of what went up, for the next sync
-        result.files += uploaded
+        if files:
+            uploaded = sum(self._upload(client, path, artifact_dir) for path, artifact_dir in self.files())
+            if uploaded:
+                write_link(self.directory, self._link)  # the stamps of what went up, for the next sync
+            result.files += uploaded
         complete = self.complete()
-        if complete and not self._final_done:
-            present = client.artifact_names(self.run_id, MODEL_DIR)
-            with tempfile.TemporaryDirectory(prefix="inas-tracking-") as scratch:
-                for path, artifact_dir in self.final_files(Path(scratch)):
-                    if path.name not in present:
+        if files and complete and not self._final_done:
+            if MODEL_FILE not in client.artifact_names(self.run_id, MODEL_DIR):
+                with tempfile.TemporaryDirectory(prefix="inas-tracking-") as scratch:
+                    for path, artifact_dir in self.final_files(Path(scratch)):
                         client.upload(self.run_id, path, artifact_dir)
                         result.files += 1
             self._final_done = True
@@ -121,6 +123,7 @@ class Mirror:
         """Find this directory's MLflow run on the target (by id, else by its uid tag) or create it;
         bring its parameters and tags up to date. True when the run was created."""
         link = read_link(self.directory)
+        new_uid = link is None  # made here: no MLflow run can carry it yet
         if link is None or link.target != self.target:
             link = TrackingLink(self.target.uri, self.target.experiment, **({"uid": link.uid} if link else {}),
                                 run_id=link.run_id if link else None)
@@ -130,7 +133,7 @@ class Mirror:
         tags = {**self.tags(), content.KIND_TAG: self.kind, UID_TAG: link.uid}
         if link.parent_run_id:
             tags[PARENT_TAG] = link.parent_run_id
-        run = client.find_run(link, self.experiment_id)
+        run = None if new_uid else client.find_run(link, self.experiment_id)
         created = run is None
         if created:
             run = client.create_run(self.experiment_id, self.name, tags)

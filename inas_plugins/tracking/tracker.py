@@ -2,7 +2,8 @@
 
 It keeps one directory's MLflow run up to date (:class:`~.mirror.Mirror`) on a thread of its own, so
 a round never waits on the server and the MLflow client's imports (about 1.7 s) overlap the run's
-own start-up. Updates are coalesced: while one sync waits to start, another request adds nothing
+own start-up. Each round's metrics go up after the round; the files (results, plots) at most every
+five minutes and at the end, with the final network. Updates are coalesced: while one sync waits to start, another request adds nothing
 (every sync uploads everything missing). Faults never cost the run: the first failure prints one
 warning line, the run goes on, and every later update tries again (each with one attempt instead of
 three, so a server that is down costs nothing); a server that comes back is caught up on its own.
@@ -12,6 +13,7 @@ Whatever is still missing at the end is named with the command that uploads it.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Optional
 
@@ -19,6 +21,9 @@ from .client import TrackingClient, first_line
 from .mirror import FAILED, KILLED, RUNNING, Mirror, SyncResult
 
 OUTCOMES = {"done": None, "failed": FAILED, "interrupted": KILLED}
+# The files (results, plots) change every round; during a run they go up at most this often, and at
+# the end. The metrics go up every round.
+FILES_INTERVAL_S = 300.0
 Log = Callable[[str], None]
 
 
@@ -40,6 +45,7 @@ class Tracker:
         self._client: Optional[TrackingClient] = None
         self._offline = False
         self._announced = False
+        self._files_at = time.monotonic()
         self.in_sync = False
 
     @property
@@ -51,7 +57,7 @@ class Tracker:
         with self._lock:
             if self._queued is not None and not self._queued.running() and not self._queued.done():
                 return
-            self._queued = self._executor.submit(self._sync, None)
+            self._queued = self._executor.submit(self._sync, None, False)
 
     def open(self) -> bool:
         """Sync now and wait for it: True when the MLflow run exists (a sweep's runs nest under it)."""
@@ -70,7 +76,7 @@ class Tracker:
         what is still missing, with the command that uploads it. True when MLflow has everything."""
         status = OUTCOMES[outcome]
         with self._lock:
-            final = self._queued = self._executor.submit(self._sync, status)
+            final = self._queued = self._executor.submit(self._sync, status, True)
         try:
             ok = final.result()
         finally:
@@ -80,13 +86,16 @@ class Tracker:
                      f"{self.sync_hint}")
         return ok
 
-    def _sync(self, status: Optional[str]) -> bool:
+    def _sync(self, status: Optional[str], final: bool) -> bool:
         if status is None and self.live:
             status = RUNNING
+        files = final or time.monotonic() - self._files_at >= FILES_INTERVAL_S
         try:
             if self._client is None:
                 self._client = TrackingClient(self.mirror.target)
-            result = self.mirror.sync(self._client, status)
+            result = self.mirror.sync(self._client, status, files=files)
+            if files:
+                self._files_at = time.monotonic()
         except Exception as error:  # whatever the server or the network did, the run goes on
             if not self._offline:
                 self.log(f"warning: tracking: {first_line(error)} ({self.mirror.target}); the run goes on and "
