@@ -33,30 +33,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from inas_plugins.checkpoint import load_checkpoint  # noqa: E402
-from inas_plugins.config import RunConfig, flat_config, resolve_config  # noqa: E402
+from inas_plugins.config import RunConfig, resolve_config  # noqa: E402
 from inas_plugins.data import DatasetError, load_dataset  # noqa: E402
 from inas_plugins.ray_cluster import connect, local_cpus  # noqa: E402
 from inas_plugins.plots import plot_report  # noqa: E402
-from inas_plugins.report import build_report, format_curve_table, format_report_table, normalised_auc  # noqa: E402
+from inas_plugins.report import (build_report, format_curve_table, format_report_table, normalised_auc,  # noqa: E402
+                                 settings_of)
 from inas_plugins.results import load_results as _load_results  # noqa: E402
 from inas_plugins.sweep import SweepRun, execute, flags_from_overrides, option_args, prepare  # noqa: E402
 
-# The plain search of the paper: candidates trained for 1/4 of the schedule. Pinned, so the study stays
-# the same when the cpu preset adopts a cheaper search (it now uses 1/8, from the evidence below).
+# The plain search of the paper: candidates trained for 1/4 of the schedule. Pinned in the paper-recipe
+# study, so it stays the same when the cpu preset adopts a cheaper search (it now uses 1/8).
 PAPER_SEARCH = {"premature_fraction": 0.25}
+# The cpu preset as the paper-recipe study ran it (before issue 21): the paper's training recipe, a fixed
+# epoch whatever the labelled size, and a 2,000-image test subset.
+PAPER_RECIPE = {"recipe": "paper", "limit_test": 2000, "train": {"epoch_size_exponent": 0.0}}
 
 
 def study(heuristic: str, arch: str | None = None, **search) -> dict:
     """Overrides of the cpu preset in the nested layout: a query heuristic, the paper's search
-    (changed by ``search``, settings of ``SearchOptions``), and a fixed ``arch`` or None for iNAS."""
-    overrides: dict = {"query": {"heuristic": heuristic}, "search": {**PAPER_SEARCH, **search}}
+    (changed by ``search``, settings of ``SearchOptions``), a fixed ``arch`` or None for iNAS, and
+    the paper's recipe (the first study's configuration)."""
+    overrides: dict = {**PAPER_RECIPE, "query": {"heuristic": heuristic}, "search": {**PAPER_SEARCH, **search}}
     if arch is not None:
         overrides["arch"] = arch
     return overrides
 
 
-# name -> overrides of the cpu preset. The first four are the paper's main comparison.
-STUDY: dict[str, dict] = {
+def lowdata(heuristic: str, arch: str | None = None, **own) -> dict:
+    """Overrides of the cpu preset as it is now (lowdata recipe, its own search), on the whole test set
+    (the preset tests on 2,000 images: the whole set with flip TTA costs ~10% of a round on 2 cores)."""
+    overrides: dict = {"query": {"heuristic": heuristic}, "limit_test": 10_000, **own}
+    if arch is not None:
+        overrides["arch"] = arch
+    return overrides
+
+
+# name -> overrides of the cpu preset. The first study: the paper's recipe. The first four are the
+# paper's main comparison.
+PAPER_RECIPE_STUDY: dict[str, dict] = {
     "inas-sr": study("softmax_response"),
     "fixed1x2-sr": study("softmax_response", arch="1x2"),
     "fixed2x4-sr": study("softmax_response", arch="2x4"),
@@ -90,21 +105,34 @@ STUDY: dict[str, dict] = {
     "inas-random-earlystop": study("random", premature_schedule="early_stop"),  # the paper's schedule
     "inas-random-inherit-unseen": study("random", inherit_weights=True),
 }
-PLOT_PATH = Path(__file__).resolve().parent / "label_efficiency.png"
+# The study rerun on the lowdata recipe (issue 21): three fixed networks and the search, each with random
+# querying and the last study's best query functions (BADGE, coreset), and the README's recommended
+# setting (BADGE from a 2x2 start with the paper's 1/4 premature training, as the first study ran it).
+LOWDATA_STUDY: dict[str, dict] = {
+    **{f"{network}-{short}": lowdata(heuristic, arch=None if network == "inas" else network.removeprefix("fixed"))
+       for network in ("fixed1x2", "fixed2x4", "fixed3x4", "inas")
+       for short, heuristic in (("random", "random"), ("badge", "badge"), ("coreset", "coreset"))},
+    "inas-badge-start2x2": lowdata("badge", start_arch="2x2", search={"premature_fraction": 0.25}),
+}
+STUDIES = {"lowdata": LOWDATA_STUDY, "paper-recipe": PAPER_RECIPE_STUDY}
+SECTION = {"lowdata": "label-efficiency-lowdata", "paper-recipe": "label-efficiency"}
+PLOTS = {name: Path(__file__).resolve().parent / f"label_efficiency{'' if name == 'paper-recipe' else '_' + name}.png"
+         for name in STUDIES}
 # Each report table reads the runs' results.json; read each file once per invocation (runs are complete by then).
 load_results = functools.cache(_load_results)
 
 
-def sweep_run(name: str, seed: int, data_dir: Path, runs_dir: Path) -> SweepRun:
-    """The study's (configuration, seed) as one run of the sweep, into ``runs_dir/<name>-seed<N>``."""
+def sweep_run(overrides: dict, name: str, seed: int, data_dir: Path, runs_dir: Path) -> SweepRun:
+    """A study's (configuration, seed) -- ``overrides`` of the cpu preset -- as one run of the sweep,
+    into ``runs_dir/<name>-seed<N>``."""
     run_dir = runs_dir / f"{name}-seed{seed}"
-    config = resolve_config({"dataset": "folder", "seed": seed, **STUDY[name]}, preset="cpu")
+    config = resolve_config({"dataset": "folder", "seed": seed, **overrides}, preset="cpu")
     saved = run_dir / "config.json"
     if saved.exists() and _comparable(saved_config(saved)) != _comparable(config.to_dict()):
         raise SystemExit(f"{run_dir} was made with another configuration (the cpu preset changed?); "
                          "pass a new --runs-dir or move the old runs away")
     flags = {"dataset": "folder", "data-dir": str(data_dir.resolve()), "preset": "cpu", "seed": seed,
-             **flags_from_overrides(STUDY[name])}
+             **flags_from_overrides(overrides)}
     return SweepRun(run_dir.name, tuple(option_args(flags)))
 
 
@@ -129,7 +157,7 @@ def run_study(runs: list[SweepRun], runs_dir: Path, cpus_per_run: float, address
 
 
 def saved_config(path: Path) -> dict | None:
-    """A run directory's configuration in the nested layout (older flat ones migrated), or None if unreadable."""
+    """A run directory's configuration in the nested layout, or None if unreadable."""
     try:
         return RunConfig.from_dict(json.loads(path.read_text())).to_dict()
     except (ValueError, json.JSONDecodeError):
@@ -206,9 +234,6 @@ def plain_search_of(name: str) -> str | None:
     return "-".join(parts[:2]) if len(parts) > 2 and parts[0] == "inas" else None
 
 
-SEARCH_VARIANTS = tuple(name for name in STUDY if plain_search_of(name))  # each a change of one plain search
-
-
 def search_variant_rows(run_dirs: list[Path], curves: dict) -> list[list[object]]:
     """Each variant of the search (cheaper ones, and those meant to close the gap to the best fixed
     network) against the plain search with the same query function, on the seeds both have finished.
@@ -224,7 +249,7 @@ def search_variant_rows(run_dirs: list[Path], curves: dict) -> list[list[object]
         return _auc(curves[name][seed]), search
 
     rows = []
-    for name in SEARCH_VARIANTS:
+    for name in sorted(name for name in curves if plain_search_of(name)):  # each a change of one plain search
         plain_name = plain_search_of(name)
         plain_seeds = sorted(curves.get(plain_name, {}))
         seeds = [seed for seed in plain_seeds if seed in curves.get(name, {})]
@@ -323,7 +348,7 @@ def best_query_rows(curves: dict) -> tuple[list[str], list[list[object]]]:
     return ["labelled"] + networks, rows
 
 
-def hindsight_rows(curves: dict) -> tuple[str | None, list[list[object]]]:
+def hindsight_rows(curves: dict) -> tuple[str | None, list[str], list[list[object]]]:
     """Every iNAS configuration against the hindsight-best fixed network with its best query function
     (the fixed (network, query) pair with the highest mean AUC), and against the fixed networks with the
     same query function. Gaps are AUC differences; "paired" is the mean +- std of the per-seed
@@ -332,7 +357,8 @@ def hindsight_rows(curves: dict) -> tuple[str | None, list[list[object]]]:
     fixed = {name: float(np.mean([_auc(c) for c in curves[name].values()]))
              for (network, _), name in plain.items() if network.startswith("fixed")}
     if not fixed:
-        return None, []
+        return None, [], []
+    networks = sorted({network for network, _ in plain if network.startswith("fixed")})
     best_fixed = max(fixed, key=fixed.get)
 
     def gap(name: str, reference: str) -> str:
@@ -350,9 +376,9 @@ def hindsight_rows(curves: dict) -> tuple[str | None, list[list[object]]]:
         query = name.split("-")[1]
         aucs = [_auc(c) for c in curves[name].values()]
         rows.append([name, len(aucs), _mean_std_text(aucs), gap(name, best_fixed),
-                     gap(name, f"fixed2x4-{query}"), gap(name, f"fixed1x2-{query}")])
+                     *[gap(name, f"{network}-{query}") for network in networks]])
     rows.sort(key=lambda row: -float(row[2].split()[0]))
-    return best_fixed, rows
+    return best_fixed, [f"gap to {network.removeprefix('fixed')}, same query (seeds)" for network in networks], rows
 
 
 def threads_line(run_dirs: list[Path]) -> str:
@@ -372,23 +398,31 @@ def total_minutes(run_dirs: list[Path]) -> float:
     return sum(r["search_seconds"] + r["train_seconds"] + r["query_seconds"] for r in rounds) / 60
 
 
-def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
+def report(study_name: str, run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
     groups = build_report(run_dirs)
-    plot_report(groups, PLOT_PATH, title="CIFAR-10, cpu preset: test accuracy vs labels (mean, +-1 std over seeds)",
+    plot_path = PLOTS[study_name]
+    plot_report(groups, plot_path, title="CIFAR-10, cpu preset: test accuracy vs labels (mean, +-1 std over seeds)",
                 log_x=True)
-    config = flat_config(resolve_config({"dataset": "folder"}, preset="cpu").to_dict())
+    config = settings_of(resolve_config({"dataset": "folder", **STUDIES[study_name]["inas-random"]}, preset="cpu"))
+    title, search_note = {
+        "paper-recipe": ("the first study, on the paper's training recipe",
+                         f"Every configuration but inas-sr-premature8 runs the paper's search ({json.dumps(PAPER_SEARCH)})."),
+        "lowdata": ("the lowdata recipe, whole test set",
+                    "Every configuration but inas-badge-start2x2 (premature 1/4, the first study's) runs the preset's "
+                    "search."),
+    }[study_name]
     sections = [
-        "## Label efficiency on CIFAR-10 (cpu preset)",
+        f"## Label efficiency on CIFAR-10 (cpu preset): {title}",
         "",
-        "Command: `python benchmarks/label_efficiency.py --data-dir DIR/cifar10` (DIR: where "
+        f"Command: `python benchmarks/label_efficiency.py --study {study_name} --data-dir DIR/cifar10` (DIR: where "
         "`../shared/data/cifar10-jpeg.tar.gz` was unpacked). Runs in `--runs-dir`, one directory each.",
         f"Machine: {machine_line()}." + (f" Wall time of this invocation: {wall_seconds / 60:.1f} min." if wall_seconds else ""),
         f"Runs: {threads_line(run_dirs)} (a sweep runs as many side by side as the CPUs allow).",
         "",
         "cpu preset: " + json.dumps({k: config[k] for k in (
-            "initial", "query_schedule", "budget", "epochs", "epoch_size", "batch_size", "base_width",
-            "max_blocks", "max_stacks", "limit_train", "limit_test", "premature_fraction", "val_fraction")})
-        + f". Every configuration but inas-sr-premature8 runs the paper's search ({json.dumps(PAPER_SEARCH)}).",
+            "initial", "query_schedule", "budget", "recipe", "train.epochs", "train.epoch_size",
+            "train.epoch_size_exponent", "train.batch_size", "base_width", "max_blocks", "max_stacks", "limit_train",
+            "limit_test", "search.premature_fraction", "search.val_fraction")}) + f". {search_note}",
         "",
         "### Summary (final accuracy, normalised AUC; mean +- std over seeds)",
         "",
@@ -398,7 +432,7 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
         "",
         format_curve_table(groups),
         "",
-        f"![learning curves](benchmarks/{PLOT_PATH.name})",
+        f"![learning curves](benchmarks/{plot_path.name})",
         "",
         "### Cost: search vs final training, and query time",
         "",
@@ -422,15 +456,15 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
         "\"~\" when the lead is smaller than the leader's standard deviation over seeds. The initial labelled "
         "set (the smallest size) is drawn at random, the same for every query function of a seed, so it is left out.",
     ]
-    best_fixed, rows = hindsight_rows(curves)
+    best_fixed, network_headers, rows = hindsight_rows(curves)
     if rows:
         sections += [
             "",
             f"### active-iNAS against the hindsight-best fixed network ({best_fixed}, the fixed network and query "
             "function with the highest mean AUC)",
             "",
-            markdown_table(["configuration", "seeds", "AUC", f"gap to {best_fixed}, paired (seeds)",
-                            "gap to fixed 2x4, same query (seeds)", "gap to fixed 1x2, same query (seeds)"], rows),
+            markdown_table(["configuration", "seeds", "AUC", f"gap to {best_fixed}, paired (seeds)", *network_headers],
+                           rows),
             "",
             "Gaps are AUC differences, mean ± std of the per-seed differences over the seeds both configurations "
             "have (a seed fixes the initial labelled set and the data order); negative: iNAS is behind.",
@@ -470,7 +504,7 @@ def report(run_dirs: list[Path], wall_seconds: float | None, data=None) -> None:
         ]
     body = "\n".join(sections)
     print(body)
-    write_section("label-efficiency", body)
+    write_section(SECTION[study_name], body)
 
 
 def main() -> None:
@@ -479,7 +513,10 @@ def main() -> None:
                         help="CIFAR-10 in ImageFolder layout (train/, test/)")
     parser.add_argument("--runs-dir", type=Path, default=Path.home() / "inas-bench-runs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", choices=sorted(STUDY), help="configurations to run (default: all)")
+    parser.add_argument("--study", choices=sorted(STUDIES), default="lowdata",
+                        help="lowdata: the cpu preset as it is (issue 21); paper-recipe: the first study, on the "
+                             "paper's recipe")
+    parser.add_argument("--only", nargs="+", help="configurations to run (default: all of the study)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the tables from existing runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--cpus-per-run", type=float, default=local_cpus(),
@@ -498,8 +535,14 @@ def main() -> None:
             parser.error(f"--data-dir: {error}")
         print(data.describe())
     if not args.report_only:
-        runs = [sweep_run(name, seed, args.data_dir, args.runs_dir) for name in args.only or list(STUDY)
-                for seed in args.seeds]
+        configurations = STUDIES[args.study]
+        unknown = sorted(set(args.only or ()) - set(configurations))
+        if unknown:
+            parser.error(f"--only: {', '.join(unknown)} not in the {args.study} study; its configurations: "
+                         f"{', '.join(configurations)}")
+        # Seed by seed: a study stopped early has every configuration on its first seeds.
+        runs = [sweep_run(configurations[name], name, seed, args.data_dir, args.runs_dir)
+                for seed in args.seeds for name in args.only or list(configurations)]
         run_study(runs, args.runs_dir, args.cpus_per_run, args.address)
     finished = sorted(path.parent for path in args.runs_dir.glob("*-seed*/results.json")
                       if RUN_NAME.fullmatch(path.parent.name))
@@ -510,7 +553,7 @@ def main() -> None:
             load_results(run_dir)  # every table reads these (cached): a broken one stops here, in one line
     except ValueError as error:
         parser.error(f"--runs-dir: {error}; move that run out of {args.runs_dir} to report the others")
-    report(finished, None if args.report_only else time.perf_counter() - began, data)
+    report(args.study, finished, None if args.report_only else time.perf_counter() - began, data)
 
 
 if __name__ == "__main__":

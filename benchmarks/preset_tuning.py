@@ -27,7 +27,6 @@ from _report import command_line, machine_line, markdown_table, write_section  #
 
 from inas_plugins.config import resolve_config  # noqa: E402
 from inas_plugins.data import load_dataset  # noqa: E402
-from inas_plugins.loop import augmentation_shift  # noqa: E402
 from inas_plugins.models import build_inas_resnet  # noqa: E402
 from inas_plugins.space import Arch  # noqa: E402
 from inas_plugins.training import Trainer, TrainRecipe  # noqa: E402
@@ -50,7 +49,7 @@ def train_once(data, arch: Arch, width: int, epochs: int, size: int, seed: int, 
     images, labels = data.train.images[subset], data.train.labels[subset]
     recipe = TrainRecipe(epochs=epochs, epoch_size=epoch_size)
     trainer = Trainer(recipe, mean=data.mean, std=data.std, flips=data.flips_valid,
-                      max_shift=augmentation_shift(data.image_size), seed=seed, progress=False)
+                      seed=seed, progress=False)
     model = build_inas_resnet(arch, num_classes=data.num_classes, in_chans=data.channels, base_width=width)
     began = time.perf_counter()
     trainer.fit(model, images, labels)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
 
 def heuristics(
-    as_json: bool = typer.Option(False, "--json", help='Print [{"name": ..., "source": ..., "description": ...}, ...].'),
+    as_json: Annotated[bool, typer.Option(
+        "--json", help='Print [{"name": ..., "source": ..., "description": ...}, ...].')] = False,
 ) -> None:
     """List the query heuristics: ours, baal's, and those of installed plugins.
 

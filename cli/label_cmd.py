@@ -13,74 +13,65 @@ input (ProjectError, StudioError, ValueError) into one ``error:`` line and a non
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from inas_plugins.choices import COLOR_MODES, LABEL_EXPORT_FORMATS, LABEL_EXPORTS, LABEL_STUDIO_API_KEY_ENV
 from inas_plugins.config import RUN_FLAGS
 
-from .errors import fail
-from .run_cmd import PRESET_HELP, _setting
-from .track_cmd import experiment_option, new_tracker, stored_target, tracking_target, tracking_uri_option
+from .errors import fail, in_flags
+from .options import PRESET_HELP, Preset, choices, value, with_settings
+from .track_cmd import Experiment, TrackingUri, new_tracker, stored_target, tracking_target
 
 app = typer.Typer(name="label", help="Label a real pool: human-in-the-loop active-iNAS with Label Studio or plain files.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-API_KEY_HELP = "Label Studio API token (Account & Settings); default: $LABEL_STUDIO_API_KEY. Never stored in RUN."
-RUN_ARG = typer.Argument(..., metavar="RUN", help="The labelling run directory.")
-# The inas run settings that mean something here (data set, data limits and --arch stay with inas run).
-INIT_FLAGS = ("heuristic", "initial", "budget", "epochs", "epoch-size", "batch-size", "lr", "base-width", "max-blocks",
-              "max-stacks", "start-arch", "search-iterations", "premature-fraction", "premature-schedule", "inherit-weights",
-              "successive-halving", "augment", "mc-samples", "pool-subset", "seed", "device")
+RunDir = Annotated[Path, typer.Argument(metavar="RUN", help="The labelling run directory.")]
+ApiKey = Annotated[Optional[str], typer.Option(envvar=LABEL_STUDIO_API_KEY_ENV, show_envvar=True, help=(
+    "Label Studio API token (Account & Settings). Never stored in RUN."))]
+Color = choices("Color", COLOR_MODES)
+ExportFormat = choices("ExportFormat", LABEL_EXPORT_FORMATS)
+Export = choices("Export", LABEL_EXPORTS)
+# The inas run settings that mean something here: all but the data set and its limits (the pool is
+# DIR, whole) and a fixed --arch, which would leave nothing to search while people label.
+RUN_ONLY = ("dataset", "data-dir", "arch", "limit-train", "limit-test")
 
 
 def _studio(url: Optional[str], api_key: Optional[str]):
     from inas_plugins.labelling.studio import Studio
 
-    return Studio(url, api_key or os.environ.get("LABEL_STUDIO_API_KEY")) if url else None
+    return Studio(url, api_key) if url else None
 
 
 @app.command("init")
+@with_settings(entry.flag for entry in RUN_FLAGS if entry.flag not in RUN_ONLY)
 def init(
-    run_dir: Path = RUN_ARG,
-    data_dir: Path = typer.Option(..., "--data-dir", help="DIR with unlabelled/**/*.{jpg,png}; optional labelled/<class>/ and test/<class>/."),
-    classes: Optional[str] = typer.Option(None, help="Class names, comma-separated: cat,dog,bird."),
-    classes_file: Optional[Path] = typer.Option(None, help="A file with one class name per line (instead of --classes)."),
-    label_studio: Optional[str] = typer.Option(None, "--label-studio", help="Label Studio URL, e.g. http://localhost:8080; without it, label through export/import."),
-    api_key: Optional[str] = typer.Option(None, help=API_KEY_HELP),
-    document_root: Optional[Path] = typer.Option(None, help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the parent of DIR)."),
-    title: Optional[str] = typer.Option(None, help="Label Studio project title (default: inas label RUN)."),
-    preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default: paper on CUDA, else cpu."),
-    query_size: Optional[int] = typer.Option(None, "--query-size", help="Images per batch after the first (a constant schedule)."),
-    image_size: Optional[int] = typer.Option(None, help="Fit every image to N x N on load, as `inas run --image-size`: shorter side to N, centre crop (needed when sizes differ)."),
-    color: str = typer.Option("auto", help="auto (RGB unless all images are gray), rgb or gray."),
-    flips: bool = typer.Option(True, "--flips/--no-flips", help="Mirror images in augmentation (off for text, digits)."),
-    cv_folds: int = typer.Option(3, help="Folds of the cross-validated accuracy estimate, used without DIR/test/."),
-    heuristic: Optional[str] = _setting("heuristic"),
-    initial: Optional[int] = _setting("initial"),
-    budget: Optional[int] = _setting("budget"),
-    epochs: Optional[int] = _setting("epochs"),
-    epoch_size: Optional[int] = _setting("epoch-size"),
-    batch_size: Optional[int] = _setting("batch-size"),
-    lr: Optional[float] = _setting("lr"),
-    base_width: Optional[int] = _setting("base-width"),
-    max_blocks: Optional[int] = _setting("max-blocks"),
-    max_stacks: Optional[int] = _setting("max-stacks"),
-    start_arch: Optional[str] = _setting("start-arch"),
-    search_iterations: Optional[int] = _setting("search-iterations"),
-    premature_fraction: Optional[float] = _setting("premature-fraction"),
-    premature_schedule: Optional[str] = _setting("premature-schedule"),
-    inherit_weights: Optional[bool] = _setting("inherit-weights", boolean=True),
-    successive_halving: Optional[bool] = _setting("successive-halving", boolean=True),
-    augment: Optional[bool] = _setting("augment", boolean=True),
-    mc_samples: Optional[int] = _setting("mc-samples"),
-    pool_subset: Optional[int] = _setting("pool-subset"),
-    seed: Optional[int] = _setting("seed"),
-    device: Optional[str] = _setting("device"),
-    tracking_uri: Optional[str] = tracking_uri_option(),
-    experiment: Optional[str] = experiment_option(),
+    run_dir: RunDir,
+    settings: dict[str, Any],
+    data_dir: Annotated[Path, typer.Option(
+        "--data-dir", help="DIR with unlabelled/**/*.{jpg,png}; optional labelled/<class>/ and test/<class>/.")],
+    classes: Annotated[Optional[str], typer.Option(help="Class names, comma-separated: cat,dog,bird.")] = None,
+    classes_file: Annotated[Optional[Path], typer.Option(
+        help="A file with one class name per line (instead of --classes).")] = None,
+    label_studio: Annotated[Optional[str], typer.Option(
+        "--label-studio", help="Label Studio URL, e.g. http://localhost:8080; without it, label through "
+                               "export/import.")] = None,
+    api_key: ApiKey = None,
+    document_root: Annotated[Optional[Path], typer.Option(
+        help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the parent of DIR).")] = None,
+    title: Annotated[Optional[str], typer.Option(help="Label Studio project title (default: inas label RUN).")] = None,
+    preset: Annotated[Optional[Preset], typer.Option(help=PRESET_HELP + " Default: paper on CUDA, else cpu.")] = None,
+    query_size: Annotated[Optional[int], typer.Option(
+        "--query-size", min=1, help="Images per batch after the first (a constant schedule).")] = None,
+    color: Annotated[Color, typer.Option(help="auto (RGB unless all images are gray), rgb or gray.")] = Color.auto,
+    flips: Annotated[bool, typer.Option(
+        "--flips/--no-flips", help="Mirror images in augmentation (off for text, digits).")] = True,
+    cv_folds: Annotated[int, typer.Option(
+        help="Folds of the cross-validated accuracy estimate, used without DIR/test/.")] = 3,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
 ) -> None:
     """Create a labelling run over DIR and post the first (random) batch.
 
@@ -90,9 +81,9 @@ def init(
     Example:
       inas label init runs/pets --data-dir ~/data/pets --classes cat,dog --label-studio http://localhost:8080 --api-key $TOKEN
     """
-    options = dict(locals())
     target = tracking_target(tracking_uri, experiment)
     from inas_plugins.config import resolve_config
+    from inas_plugins.heuristics import create_heuristic
     from inas_plugins.labelling import ProjectError, StudioError
     from inas_plugins.labelling.project import check_classes, read_classes_file
     from inas_plugins.labelling.session import init_project
@@ -101,20 +92,14 @@ def init(
         if (classes is None) == (classes_file is None):
             raise ProjectError("give the classes with either --classes a,b,c or --classes-file FILE")
         names = read_classes_file(classes_file) if classes_file else check_classes(classes)
-        if color not in ("auto", "rgb", "gray"):
-            raise ProjectError(f"unknown --color {color!r}; choose auto, rgb or gray")
-        if image_size is not None and image_size < 1:
-            raise ProjectError(f"--image-size must be a positive number of pixels, got {image_size}")
-        overrides = {entry.param: options[entry.param] for entry in RUN_FLAGS if entry.flag in INIT_FLAGS}
-        overrides.update(dataset="folder", data_dir=str(data_dir))
+        overrides = {**settings, "dataset": "folder", "data_dir": str(data_dir)}
         if query_size is not None:
             overrides["query_schedule"] = [[0, query_size]]
-        config = resolve_config(overrides, preset)
-        from inas_plugins.heuristics import create_heuristic
-
+        config = resolve_config(overrides, value(preset))
         create_heuristic(config.query.heuristic)
-        init_project(run_dir, data_dir, names, config, image_size=[image_size, image_size] if image_size else None,
-                     color=color, flips=flips, cv_folds=cv_folds, studio=_studio(label_studio, api_key),
+        size = config.image_size
+        init_project(run_dir, data_dir, names, config, image_size=[size, size] if size else None,
+                     color=value(color), flips=flips, cv_folds=cv_folds, studio=_studio(label_studio, api_key),
                      document_root=document_root, title=title, log=typer.echo)
     except (ProjectError, StudioError, ValueError, KeyError) as error:
         raise fail(_one_line(error))
@@ -125,10 +110,11 @@ def init(
 
 @app.command("sync")
 def sync(
-    run_dir: Path = RUN_ARG,
-    api_key: Optional[str] = typer.Option(None, help=API_KEY_HELP),
-    force: bool = typer.Option(False, "--force", help="Run the round now, even if the batch is not fully labelled."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    run_dir: RunDir,
+    api_key: ApiKey = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Run the round now, even if the batch is not fully labelled.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Pull the answers; when the batch is labelled, run a round (iNAS, training, accuracy) and post the next batch."""
     from inas_plugins.labelling import ProjectError, StudioError
@@ -150,8 +136,8 @@ def sync(
 
 @app.command("status")
 def status(
-    run_dir: Path = RUN_ARG,
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    run_dir: RunDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Labelled / pending / skipped counts, rounds done, the current architecture and the accuracy so far."""
     from inas_plugins.labelling import ProjectError
@@ -185,10 +171,11 @@ def status(
 
 @app.command("export")
 def export(
-    run_dir: Path = RUN_ARG,
-    fmt: str = typer.Option("csv", "--format", help="csv or json."),
-    what: str = typer.Option("batch", help="batch (the images to label now, with the model's guess) or labels (every label so far)."),
-    out: Optional[Path] = typer.Option(None, help="Write to this file (default: standard output)."),
+    run_dir: RunDir,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv or json.")] = ExportFormat.csv,
+    what: Annotated[Export, typer.Option(help="batch (the images to label now, with the model's guess) or labels "
+                                              "(every label so far).")] = Export.batch,
+    out: Annotated[Optional[Path], typer.Option(help="Write to this file (default: standard output).")] = None,
 ) -> None:
     """Write the batch to label (fill in the class column, then `inas label import`) or the labels so far."""
     from inas_plugins.atomic import atomic_write_text
@@ -196,7 +183,7 @@ def export(
     from inas_plugins.labelling.files import export_text
 
     try:
-        text = export_text(run_dir, fmt, what)
+        text = export_text(run_dir, value(fmt), value(what))
     except (ProjectError, ValueError) as error:
         raise fail(_one_line(error))
     if out is None:
@@ -208,8 +195,8 @@ def export(
 
 @app.command("import")
 def import_(
-    run_dir: Path = RUN_ARG,
-    file: Path = typer.Argument(..., help="CSV or JSON with columns path,class (as `inas label export` writes)."),
+    run_dir: RunDir,
+    file: Annotated[Path, typer.Argument(help="CSV or JSON with columns path,class (as `inas label export` writes).")],
 ) -> None:
     """Store the answers of FILE (all or nothing); then `inas label sync RUN` runs the round when the batch is done."""
     from inas_plugins.labelling import ProjectError
@@ -230,5 +217,5 @@ def _track(run_dir: Path, target) -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
+    text = in_flags(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -10,6 +10,7 @@ from . import sweep_cmd
 from . import heuristics_cmd, space_cmd
 from . import label_cmd
 from . import track_cmd
+from .errors import OneLineErrors
 
 app = typer.Typer(
     name="inas",
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 app.command("run")(run_cmd.run)
 app.command("sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

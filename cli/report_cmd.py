@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -12,16 +12,16 @@ from .errors import fail
 
 
 def report(
-    run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR", show_default=False,
-                                          help="Run directories written by `inas run` (each holds results.json)."),
-    out: Path = typer.Option(Path("report.png"), "--out", "-o",
-                             help="Plot of the learning curves (.png, .pdf or .svg)."),
-    passive: Optional[List[Path]] = typer.Option(None, "--passive", metavar="RUN_DIR",
-                                                 help="Passive (random-query) runs to compute AUC-GAIN against; "
-                                                      "repeat for several. Random-query runs among RUN_DIR are found "
-                                                      "without it."),
-    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of the table."),
-    log_x: bool = typer.Option(False, "--log-x", help="Logarithmic labelled-size axis (for schedules that double)."),
+    run_dirs: Annotated[List[Path], typer.Argument(
+        metavar="RUN_DIR", show_default=False, help="Run directories written by `inas run` (each holds results.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Plot of the learning curves (.png, .pdf or .svg).")] = Path(
+        "report.png"),
+    passive: Annotated[Optional[List[Path]], typer.Option(
+        "--passive", metavar="RUN_DIR", help="Passive (random-query) runs to compute AUC-GAIN against; repeat for "
+                                             "several. Random-query runs among RUN_DIR are found without it.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON instead of the table.")] = False,
+    log_x: Annotated[bool, typer.Option(
+        "--log-x", help="Logarithmic labelled-size axis (for schedules that double).")] = False,
 ) -> None:
     """Compare runs: a table and one plot of the learning curves, mean ± std over seeds.
 

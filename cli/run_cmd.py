@@ -6,75 +6,48 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from inas_plugins.config import FLAGS_BY_NAME, RUN_FLAGS
+from inas_plugins.config import RUN_FLAGS
 
-from .errors import fail
-from .track_cmd import experiment_option, new_tracker, tracked, tracking_target, tracking_uri_option
-
-PRESET_HELP = "paper (the paper's protocol, for a GPU), cpu (scaled CIFAR protocol, 2-8 min on 2 cores), quick (digits default)."
-
-
-def _setting(flag: str, boolean: bool = False):
-    """The Typer option of a setting: its flag name and help text come from ``RUN_FLAGS``."""
-    entry = FLAGS_BY_NAME[flag]
-    return typer.Option(None, f"--{flag}/--no-{flag}" if boolean else f"--{flag}", help=entry.help)
+from .errors import fail, in_flags
+from .options import PRESET_HELP, Preset, value, with_settings
+from .track_cmd import Experiment, TrackingUri, new_tracker, tracked, tracking_target
 
 
-# Typer reads the options from this signature; which setting each one sets is ``RUN_FLAGS``'s business
-# (inas_plugins/config.py), so a setting option is declared here by its flag name only.
+# Typer reads the options from this signature; the setting options (--epochs, --heuristic, ...) are
+# added by ``with_settings`` from ``RUN_FLAGS`` (inas_plugins/config.py), the one table of them.
+@with_settings(entry.flag for entry in RUN_FLAGS)
 def run(
-    dataset: Optional[str] = _setting("dataset"),
-    data_dir: Optional[Path] = _setting("data-dir"),
-    heuristic: Optional[str] = _setting("heuristic"),
-    arch: Optional[str] = _setting("arch"),
-    preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default: quick for digits/synthetic, paper on CUDA, else cpu."),
-    initial: Optional[int] = _setting("initial"),
-    query_size: Optional[int] = typer.Option(None, "--query-size", help="Labels per round (a constant schedule)."),
-    schedule: Optional[str] = typer.Option(None, help="Query schedule FROM:BATCH,... (paper: 0:2000,10000:5000)."),
-    budget: Optional[int] = _setting("budget"),
-    epochs: Optional[int] = _setting("epochs"),
-    epoch_size: Optional[int] = _setting("epoch-size"),
-    batch_size: Optional[int] = _setting("batch-size"),
-    lr: Optional[float] = _setting("lr"),
-    base_width: Optional[int] = _setting("base-width"),
-    max_blocks: Optional[int] = _setting("max-blocks"),
-    max_stacks: Optional[int] = _setting("max-stacks"),
-    start_arch: Optional[str] = _setting("start-arch"),
-    search_iterations: Optional[int] = _setting("search-iterations"),
-    premature_fraction: Optional[float] = _setting("premature-fraction"),
-    premature_schedule: Optional[str] = _setting("premature-schedule"),
-    inherit_weights: Optional[bool] = _setting("inherit-weights", boolean=True),
-    successive_halving: Optional[bool] = _setting("successive-halving", boolean=True),
-    augment: Optional[bool] = _setting("augment", boolean=True),
-    mc_samples: Optional[int] = _setting("mc-samples"),
-    pool_subset: Optional[int] = _setting("pool-subset"),
-    limit_train: Optional[int] = _setting("limit-train"),
-    limit_test: Optional[int] = _setting("limit-test"),
-    image_size: Optional[int] = _setting("image-size"),
-    seed: Optional[int] = _setting("seed"),
-    device: Optional[str] = _setting("device"),
-    out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<dataset>-<heuristic>-<inas|arch>-seed<N>)."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory (a complete run: "
-                                                      "its files are rewritten, nothing is trained). Setting flags may "
-                                                      "only repeat the run's values, except --data-dir (a moved copy "
-                                                      "of the same data) and --device."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (they are only drawn on a terminal; "
-                                                            "otherwise one line per round)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1,
-                                          help="Torch threads (default: the CPUs this process may use). Not a setting: "
-                                               "free to change on --resume."),
-    parallel_candidates: bool = typer.Option(False, "--parallel-candidates",
-                                             help="Train each search's candidates as parallel Ray tasks, each with "
-                                                  "--threads threads (or a GPU); same choices. Needs inas-plugins[ray]; "
-                                                  "plain search only."),
-    tracking_uri: Optional[str] = tracking_uri_option(),
-    experiment: Optional[str] = experiment_option(),
-    parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", hidden=True,
-                                                help="MLflow run to nest this run under (inas sweep sets it)."),
+    settings: dict[str, Any],
+    preset: Annotated[Optional[Preset], typer.Option(
+        help=PRESET_HELP + " Default: quick for digits/synthetic, paper on CUDA, else cpu.")] = None,
+    query_size: Annotated[Optional[int], typer.Option(
+        "--query-size", min=1, help="Labels per round (a constant schedule).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(
+        help="Query schedule FROM:BATCH,... (paper: 0:2000,10000:5000).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Run directory (default: runs/<dataset>-<heuristic>-<inas|arch>-seed<N>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue the interrupted run in this directory (a complete run: its files are rewritten, nothing "
+             "is trained). Setting flags may only repeat the run's values, except --data-dir (a moved copy of "
+             "the same data) and --device.")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bars (they are only drawn on a terminal; otherwise one line per "
+                              "round).")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="Torch threads (default: the CPUs this process may use). Not a setting: free to "
+                                 "change on --resume.")] = None,
+    parallel_candidates: Annotated[bool, typer.Option(
+        "--parallel-candidates", help="Train each search's candidates as parallel Ray tasks, each with --threads "
+                                      "threads (or a GPU); same choices. Needs inas-plugins[ray]; plain search "
+                                      "only.")] = False,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+    parent_run_id: Annotated[Optional[str], typer.Option(
+        "--parent-run-id", hidden=True, help="MLflow run to nest this run under (inas sweep sets it).")] = None,
 ) -> None:
     """Run active learning with the iNAS search (or a fixed architecture) and write results and plots.
 
@@ -90,7 +63,8 @@ def run(
       inas run --dataset cifar10 --arch 2x4 --heuristic random --seed 1
       inas run --resume runs/digits-softmax_response-inas-seed0
     """
-    options = dict(locals())  # the option values, by parameter name
+    options = {**settings, "preset": value(preset), "query_size": query_size, "schedule": schedule, "out": out,
+               "resume": resume}
     from inas_plugins.rundir import holds_run
 
     # The runs of a sweep are not refused for a server that went down: the sweep checked it at its start.
@@ -115,22 +89,28 @@ def run(
             lock.release(remove_if_unused=True)
 
 
-def _prepare_new(options: dict):
-    """Resolve and check the configuration, then own the run directory: (config, run_dir, lock)."""
+def resolve_options(options: dict[str, Any]):
+    """The run configuration of ``inas run``'s option values (by parameter name): the setting
+    options, --preset and the schedule (--schedule or --query-size). A ValueError on bad input."""
     from inas_plugins.config import parse_schedule, resolve_config
 
-    overrides = {entry.param: options[entry.param] for entry in RUN_FLAGS}
-    schedule, query_size = options["schedule"], options["query_size"]
+    overrides = {entry.param: options.get(entry.param) for entry in RUN_FLAGS}
+    schedule, query_size = options.get("schedule"), options.get("query_size")
+    if schedule is not None and query_size is not None:
+        raise ValueError("give either --query-size or --schedule, not both")
+    if schedule is not None:
+        overrides["query_schedule"] = parse_schedule(schedule)
+    if query_size is not None:
+        overrides["query_schedule"] = [[0, query_size]]
+    return resolve_config(overrides, value(options.get("preset")))
+
+
+def _prepare_new(options: dict):
+    """Resolve and check the configuration, then own the run directory: (config, run_dir, lock)."""
     try:
-        if schedule is not None and query_size is not None:
-            raise ValueError("give either --query-size or --schedule, not both")
-        if schedule is not None:
-            overrides["query_schedule"] = parse_schedule(schedule)
-        if query_size is not None:
-            overrides["query_schedule"] = [[0, query_size]]
-        config = resolve_config(overrides, options["preset"])
+        config = resolve_options(options)
     except ValueError as error:
-        raise fail(str(error))
+        raise fail(in_flags(error))
     _check_choices(config)
     if options["out"] is not None:
         run_dir = options["out"]
@@ -209,7 +189,7 @@ def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Option
                             limit_test=config.limit_test, progress=progress, **options)
         data.check_for_run()
     except DatasetError as error:
-        raise fail(str(error))
+        raise fail(in_flags(error))
     typer.echo(data.describe())
     if config.initial > len(data.train):
         raise fail(f"--initial {config.initial} is larger than the training pool ({len(data.train)} images); "
@@ -303,14 +283,12 @@ def _check_choices(config) -> None:
     try:
         create_heuristic(config.query.heuristic)
     except ValueError as error:
-        raise fail(str(error))
+        raise fail(in_flags(error))
 
 
 def _check_device(device: str) -> None:
     import torch
 
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise fail(f"unknown device {device!r}; choose auto, cpu or cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise fail("--device cuda was asked for but CUDA is not available; use --device cpu or auto")
     resolved = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)

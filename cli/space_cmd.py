@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from inas_plugins.space import SearchSpace
+from inas_plugins.space import BLOCK_LAYERS, SearchSpace
 
 from .errors import fail
+from .options import choices, value
+
+Block = choices("Block", BLOCK_LAYERS)
 
 
 def space(
-    max_blocks: int = typer.Option(12, "--max-blocks", min=1, help="Largest number of blocks per stack (paper: 12)."),
-    max_stacks: int = typer.Option(5, "--max-stacks", min=1, help="Largest number of stacks (paper: 5)."),
-    block: str = typer.Option("basic", help="Block type: basic (ResNet basic block) or bottleneck."),
-    as_json: bool = typer.Option(False, "--json", help="Print {'nodes': [[i, j], ...], 'edges': [[[i, j], [i2, j2]], ...]}."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the grid and its edges to this PNG file."),
+    max_blocks: Annotated[int, typer.Option(
+        "--max-blocks", min=1, help="Largest number of blocks per stack (paper: 12).")] = 12,
+    max_stacks: Annotated[int, typer.Option("--max-stacks", min=1, help="Largest number of stacks (paper: 5).")] = 5,
+    block: Annotated[Block, typer.Option(help="Block type: basic (ResNet basic block) or bottleneck.")] = Block.basic,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print {'nodes': [[i, j], ...], 'edges': [[[i, j], [i2, j2]], ...]}.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw the grid and its edges to this PNG file.")] = None,
 ) -> None:
     """Print the search space as a DAG: each architecture with its widen and deepen steps.
 
     Example: inas space --max-blocks 5 --max-stacks 4 --plot space.png
     """
+    block = value(block)
     try:
         search_space = SearchSpace(max_blocks, max_stacks, block)
     except ValueError as error:

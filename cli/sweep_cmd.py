@@ -12,35 +12,44 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .errors import fail
-from .track_cmd import experiment_option, new_tracker, tracking_args, tracking_target, tracking_uri_option
+from .errors import fail, in_flags
+from .track_cmd import Experiment, TrackingUri, new_tracker, tracking_args, tracking_target
 
 EPILOG = "Grid: any `inas run` option with one or more values, e.g. --heuristic softmax_response random --seed 0 1 2."
 
 
 def sweep(
     ctx: typer.Context,
-    grid_file: Optional[Path] = typer.Option(None, "--grid-file", help="TOML file of `inas run` options: "
-                                             "option = value, or a list of values; flags add to it."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Sweep directory (default: sweeps/sweep-<hash of the grid>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the sweep in this directory, with its own grid."),
-    address: Optional[str] = typer.Option(None, "--address", help="Join a Ray cluster: auto (the one `ray start` made "
-                                          "on this machine), HOST:PORT or ray://HOST:PORT. Default: a local Ray."),
-    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", min=0.01, help="CPUs per run; a run trains with that "
-                                       "many torch threads (at least 1)."),
-    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", min=0.0, help="GPUs per run (fractions share "
-                                                 "one). Default: 1 when the cluster has GPUs, else 0."),
-    parallel_candidates: bool = typer.Option(False, "--parallel-candidates", help="Each run trains its iNAS candidates "
-                                             "in parallel (a third of --cpus-per-run each, or a GPU each)."),
-    max_retries: int = typer.Option(3, "--max-retries", min=0, help="Retries of a run whose worker dies (it resumes)."),
-    log_x: bool = typer.Option(False, "--log-x", help="Logarithmic labelled-size axis in the sweep's report plot."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their options, start nothing."),
-    tracking_uri: Optional[str] = tracking_uri_option(),
-    experiment: Optional[str] = experiment_option(),
+    grid_file: Annotated[Optional[Path], typer.Option(
+        "--grid-file", help="TOML file of `inas run` options: option = value, or a list of values; flags add to "
+                            "it.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Sweep directory (default: sweeps/sweep-<hash of the grid>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue the sweep in this directory, with its own grid.")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="Join a Ray cluster: auto (the one `ray start` made on this machine), HOST:PORT or "
+                          "ray://HOST:PORT. Default: a local Ray.")] = None,
+    cpus_per_run: Annotated[float, typer.Option(
+        "--cpus-per-run", min=0.01, help="CPUs per run; a run trains with that many torch threads (at least "
+                                         "1).")] = 1.0,
+    gpus_per_run: Annotated[Optional[float], typer.Option(
+        "--gpus-per-run", min=0.0, help="GPUs per run (fractions share one). Default: 1 when the cluster has GPUs, "
+                                        "else 0.")] = None,
+    parallel_candidates: Annotated[bool, typer.Option(
+        "--parallel-candidates", help="Each run trains its iNAS candidates in parallel (a third of --cpus-per-run "
+                                      "each, or a GPU each).")] = False,
+    max_retries: Annotated[int, typer.Option(
+        "--max-retries", min=0, help="Retries of a run whose worker dies (it resumes).")] = 3,
+    log_x: Annotated[bool, typer.Option(
+        "--log-x", help="Logarithmic labelled-size axis in the sweep's report plot.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their options, start nothing.")] = False,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
 ) -> None:
     """Run a grid of `inas run` configurations as Ray tasks, then report them all.
 
@@ -266,31 +275,25 @@ def load_file(path: Optional[Path]) -> dict[str, Any]:
 def check_run(name: str, args: list[str]) -> None:
     """Parse one run's options with ``inas run`` itself and resolve its configuration; one line
     (:class:`~inas_plugins.sweep.SweepError`) naming the run on the first problem."""
-    from inas_plugins.config import RUN_FLAGS, parse_schedule, resolve_config
     from inas_plugins.data import available_datasets
     from inas_plugins.heuristics import create_heuristic
     from inas_plugins.sweep import SweepError
 
     from typer._click import ClickException  # Typer's own click, which its commands raise
 
+    from .run_cmd import resolve_options
+
     try:
         params = _run_command().make_context("run", list(args)).params
     except ClickException as error:
         raise SweepError(f"{_which(name)}: {error.format_message()}") from None
-    overrides = {entry.param: params.get(entry.param) for entry in RUN_FLAGS}
     try:
-        if params.get("schedule") is not None and params.get("query_size") is not None:
-            raise ValueError("give either --query-size or --schedule, not both")
-        if params.get("schedule") is not None:
-            overrides["query_schedule"] = parse_schedule(params["schedule"])
-        if params.get("query_size") is not None:
-            overrides["query_schedule"] = [[0, params["query_size"]]]
-        config = resolve_config(overrides, params.get("preset"))
+        config = resolve_options(params)
         if config.dataset not in available_datasets():
             raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(available_datasets())}")
         create_heuristic(config.query.heuristic)
     except ValueError as error:
-        raise SweepError(f"{_which(name)}: {error}") from None
+        raise SweepError(f"{_which(name)}: {in_flags(error)}") from None
 
 
 def _which(name: str) -> str:

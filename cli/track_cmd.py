@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -18,12 +18,8 @@ TRACKING_URI_HELP = ("Record the run in this MLflow tracking server, e.g. http:/
 EXPERIMENT_HELP = "MLflow experiment to record in (default: inas)."
 
 
-def tracking_uri_option():
-    return typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP)
-
-
-def experiment_option():
-    return typer.Option(None, "--experiment", help=EXPERIMENT_HELP)
+TrackingUri = Annotated[Optional[str], typer.Option("--tracking-uri", help=TRACKING_URI_HELP, show_default=False)]
+Experiment = Annotated[Optional[str], typer.Option("--experiment", help=EXPERIMENT_HELP, show_default=False)]
 
 
 def tracking_target(uri: Optional[str], experiment: Optional[str], directory: Optional[Path] = None,
@@ -109,10 +105,11 @@ app = typer.Typer(name="track", help="MLflow tracking of runs, sweeps and labell
 
 @app.command("sync")
 def sync(
-    directory: Path = typer.Argument(..., metavar="DIR", help="A run, sweep or labelling directory."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking server (default: the "
-                                               "one DIR is tracked in, else $MLFLOW_TRACKING_URI)."),
-    experiment: Optional[str] = experiment_option(),
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A run, sweep or labelling directory.")],
+    tracking_uri: Annotated[Optional[str], typer.Option(
+        "--tracking-uri", help="MLflow tracking server (default: the one DIR is tracked in, else "
+                               "$MLFLOW_TRACKING_URI).", show_default=False)] = None,
+    experiment: Experiment = None,
 ) -> None:
     """Upload to MLflow what DIR holds and its MLflow run lacks: rounds, files, the final network, the status.
 

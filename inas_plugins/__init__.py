@@ -43,6 +43,7 @@ if "timm" in sys.modules:
 elif not any(isinstance(finder, _RegisterWhenTimmLoads) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenTimmLoads())
 
+# Loaded on first use (torch, timm and baal come with them): name -> the module that defines it.
 _LAZY = {
     "INASResNet": "models",
     "build_inas_resnet": "models",
@@ -50,15 +51,29 @@ _LAZY = {
     "timm_name": "models",
     "Trainer": "training",
     "TrainRecipe": "training",
+    "SearchOptions": "settings",
+    "QueryOptions": "settings",
+    "RunConfig": "config",
     "inas_search": "search",
     "INASModelWrapper": "wrapper",
+    # The heuristics: the classes to subclass, the registry, and every registered heuristic class.
+    **{name: "heuristics" for name in (
+        "QueryHeuristic", "ScoreHeuristic", "ModelOutputs", "register_heuristic", "create_heuristic",
+        "SoftmaxResponse", "MCDropoutVariance",
+        "SoftmaxResponseQuery", "MCDropoutQuery", "CoresetQuery", "BadgeQuery", "TypiClustQuery", "ProbCoverQuery",
+        "BALDQuery", "VarianceQuery", "EntropyQuery", "MarginQuery", "CertaintyQuery", "RandomQuery",
+        "BatchBALDQuery", "PowerBALDQuery", "PowerEntropyQuery", "GibbsBALDQuery", "GibbsEntropyQuery",
+        "RankBALDQuery", "RankEntropyQuery")},
 }
 
-__all__ = ["Arch", "SearchSpace", "deepen", "widen", "INASResNet", "build_inas_resnet", "count_parameters",
-           "timm_name", *_LAZY]
+__all__ = ["Arch", "SearchSpace", "deepen", "widen", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

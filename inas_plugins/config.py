@@ -9,10 +9,11 @@ dataclass that owns it; :meth:`RunConfig.validate` checks only the run's own fie
 
 A configuration is resolved as defaults <- preset <- explicit overrides, printed, and saved with the
 results (``config.json``, nested: the run's fields at the top, then ``"train"``, ``"search"`` and
-``"query"``), so every run can be reproduced from it. Run directories written before the sections
-existed hold one flat dict; :meth:`RunConfig.from_dict` migrates it and :func:`flat_config` gives
-both layouts one flat view for the report. The ``inas run`` flags map onto the settings through one
-table, :data:`RUN_FLAGS`.
+``"query"``), so every run can be reproduced from it, and read back with :meth:`RunConfig.from_dict`.
+
+Errors name settings by field (``initial``) or path (``query.mc_samples``), as
+:class:`~inas_plugins.settings.SettingError`; the command line's flags map onto the same settings
+through one table, :data:`RUN_FLAGS`, which also turns those names into flags for its messages.
 
 Importing this module imports nothing heavy (no torch): ``space``, ``settings`` and
 ``training.recipe`` are plain dataclasses.
@@ -25,34 +26,12 @@ import types
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, Optional, Union, get_args, get_origin, get_type_hints
 
-from .settings import QueryOptions, SearchOptions
+from .settings import PREMATURE_SCHEDULES, QueryOptions, SearchOptions, SettingError, check_fraction, check_positive_int
 from .space import Arch, SearchSpace
-from .training.recipe import TrainRecipe
+from .training.recipe import LR_SCHEDULES, RECIPES, SHIFT_MODES, TrainRecipe, recipe_settings
 
 # The settings sections of a run: key in the nested layout -> the dataclass that owns its fields.
 SECTIONS: dict[str, type] = {"train": TrainRecipe, "search": SearchOptions, "query": QueryOptions}
-
-# The flat layout of run directories written before the sections existed: old key -> (section, field).
-# Frozen with that format, so it does not grow with new settings; :func:`flat_config` names a newer
-# setting by its field name.
-LEGACY_KEYS: dict[str, tuple[str, str]] = {
-    "heuristic": ("query", "heuristic"),
-    "pool_subset": ("query", "pool_subset"),
-    "epochs": ("train", "epochs"),
-    "epoch_size": ("train", "epoch_size"),
-    "batch_size": ("train", "batch_size"),
-    "lr": ("train", "lr"),
-    "momentum": ("train", "momentum"),
-    "weight_decay": ("train", "weight_decay"),
-    "val_fraction": ("search", "val_fraction"),
-    "premature_fraction": ("search", "premature_fraction"),
-    "search_iterations": ("search", "iterations"),
-    "inherit_weights": ("search", "inherit_weights"),
-    "successive_halving": ("search", "successive_halving"),
-    "mc_samples": ("query", "mc_samples"),
-    "mc_dropout_rate": ("query", "mc_dropout_rate"),
-}
-
 
 @dataclass
 class RunConfig:
@@ -81,6 +60,9 @@ class RunConfig:
     data_seed: int = 0  # fixed across run seeds, so every seed sees the same train/test split
     device: str = "auto"
     preset: Optional[str] = None
+    # The named training recipe the ``train`` section was resolved from (``RECIPES``); the section
+    # holds every value, this only says where they came from (and makes --recipe a setting).
+    recipe: str = "paper"
     # What the run was trained on (see :data:`DATA_IDENTITY_KEYS`), filled in once the data is loaded,
     # so a resume on other data, or a report that averages runs on different data, can be refused.
     data_identity: Optional[dict] = None
@@ -122,10 +104,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: Any) -> "RunConfig":
-        """A validated configuration from the nested layout or the old flat one (migrated).
+        """A validated configuration from its nested layout (what :meth:`to_dict` writes).
 
         Anything that is not a mapping, an unknown key, a value of the wrong type or out of range
-        raises a one-line ValueError naming the key.
+        raises a one-line ValueError naming the key (a :class:`SettingError` for a setting).
         """
         nested = _nest(values, "a run configuration")
         own = {name: value for name, value in nested.items() if name not in SECTIONS}
@@ -135,44 +117,48 @@ class RunConfig:
         return config
 
     def validate(self) -> "RunConfig":
-        """Raise ValueError with one line naming the first problem in the run's own fields.
+        """Raise a one-line :class:`SettingError` naming the first bad field of the run's own fields.
 
         The sections check their own fields when they are built.
         """
         for name, cls in SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
-                raise ValueError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+                raise SettingError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}", name)
         for name in OWN_FIELDS:
             _check_type(name, getattr(self, name), _OWN_HINTS[name])
-        space = self.space  # validates max_blocks, max_stacks, block
-        space.check(Arch.parse(self.start_arch))
-        if self.fixed_arch is not None:
-            space.check(self.fixed_arch)
-        if self.initial < 1:
-            raise ValueError(f"--initial must be at least 1, got {self.initial}")
+        for name in ("max_blocks", "max_stacks", "initial", "budget", "base_width"):
+            check_positive_int("", name, getattr(self, name))
+        space = self.space  # validates the block type
+        for name in ("start_arch", "arch"):
+            text = getattr(self, name)
+            if text is not None:
+                try:
+                    space.check(Arch.parse(text))
+                except ValueError as error:
+                    raise SettingError(f"{name} {text}: {error}", name) from None
         if self.uses_search and self.initial < MIN_INITIAL_FOR_SEARCH:
-            raise ValueError(f"--initial must be at least {MIN_INITIAL_FOR_SEARCH} with the iNAS search (it holds out "
-                             f"part of the labelled set to score candidates), got {self.initial}; or fix the "
-                             f"architecture with --arch")
+            raise SettingError(f"initial must be at least {MIN_INITIAL_FOR_SEARCH} with the iNAS search (it holds out "
+                               f"part of the labelled points to score candidates), got {self.initial}; or fix the "
+                               f"architecture with arch", "initial", "arch")
         if self.budget < self.initial:
-            raise ValueError(f"--budget ({self.budget}) is below the initial labelled set (--initial {self.initial}); "
-                             f"raise --budget or lower --initial")
+            raise SettingError(f"budget ({self.budget}) is below initial ({self.initial}), the random labels a run "
+                               f"starts with; raise budget or lower initial", "budget", "initial")
         for name in ("seed", "data_seed"):
             if not 0 <= getattr(self, name) <= MAX_SEED:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, {MAX_SEED}], got {getattr(self, name)}")
+                raise SettingError(f"{name} must be in [0, {MAX_SEED}], got {getattr(self, name)}", name)
         if self.image_size is not None and not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
-            raise ValueError(f"--image-size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}")
+            raise SettingError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}",
+                               "image_size")
+        recipe_settings(self.recipe)  # one line listing the names for an unknown one
         if self.data_identity is not None:
             check_data_identity(self.data_identity)
         if not self.query_schedule or any(len(step) != 2 or step[1] < 1 or step[0] < 0 for step in self.query_schedule):
-            raise ValueError("the query schedule needs steps FROM:BATCH with FROM >= 0 and BATCH >= 1, e.g. 0:2000,10000:5000")
-        if self.base_width < 1:
-            raise ValueError(f"base-width must be at least 1, got {self.base_width}")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop-rate must be in [0, 1), got {self.drop_rate}")
+            raise SettingError(f"query_schedule needs steps FROM:BATCH with FROM >= 0 and BATCH >= 1, e.g. "
+                               f"0:2000,10000:5000; got {self.query_schedule}", "query_schedule")
+        check_fraction("", "drop_rate", self.drop_rate, low_open=False)
         for name in ("limit_train", "limit_test"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+            if getattr(self, name) is not None:
+                check_positive_int("", name, getattr(self, name))
         return self
 
 
@@ -224,6 +210,7 @@ def _short_value(value: Any) -> str:
 
 OWN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.name not in SECTIONS)
 _OWN_HINTS: dict[str, Any] = get_type_hints(RunConfig)
+_SECTION_HINTS: dict[str, dict[str, Any]] = {name: get_type_hints(cls) for name, cls in SECTIONS.items()}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -242,55 +229,53 @@ def _json_type(value: Any) -> str:
 def _nest(values: Any, what: str) -> dict[str, Any]:
     """One layer of settings in the nested layout: the run's fields at the top, sections as dicts.
 
-    Accepts the nested layout and the old flat one (keys of :data:`LEGACY_KEYS`), or a mix; a
-    setting given twice, an unknown key or a section that is not a mapping is a one-line ValueError.
+    An unknown key or a section that is not a mapping is a one-line ValueError.
     """
     if not isinstance(values, dict):
         raise ValueError(f"{what} must be a mapping of settings, got {_json_type(values)}")
-    nested: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {}
-    unknown = []
-    for key, value in values.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ValueError(f"{key} must be a mapping of {key} settings, got {_json_type(value)}")
-            for name, setting in value.items():
-                _put(sections.setdefault(key, {}), name, setting, f"{key}.{name}")
-        elif key in OWN_FIELDS:
-            nested[key] = value
-        elif key in LEGACY_KEYS:
-            section, name = LEGACY_KEYS[key]
-            _put(sections.setdefault(section, {}), name, value, f"{section}.{name}")
-        else:
-            unknown.append(str(key))
+    unknown = sorted(str(key) for key in values if key not in OWN_FIELDS and key not in SECTIONS)
     if unknown:
-        raise ValueError(f"unknown configuration keys {sorted(unknown)}; valid keys are "
-                         f"{[*OWN_FIELDS, *SECTIONS]} (and the flat keys of older runs)")
-    return {**nested, **sections}
-
-
-def _put(section: dict[str, Any], name: str, value: Any, where: str) -> None:
-    if name in section:
-        raise ValueError(f"{where} is given twice (once flat, once in its section)")
-    section[name] = value
+        raise ValueError(f"unknown configuration keys {unknown}; valid keys are {[*OWN_FIELDS, *SECTIONS]}")
+    for key in SECTIONS:
+        if key in values and not isinstance(values[key], dict):
+            raise SettingError(f"{key} must be a mapping of {key} settings, got {_json_type(values[key])}", key)
+    return dict(values)
 
 
 def _section(name: str, data: dict[str, Any]) -> Any:
-    """Build section ``name`` from its dict: types checked here, ranges by the dataclass."""
+    """Build section ``name`` from its dict: types checked here, ranges by the dataclass.
+
+    A range error that does not say which setting it is about (a plain ValueError) is tied to its
+    key by building the section from that key alone, so every error names its setting."""
     cls = SECTIONS[name]
-    hints = get_type_hints(cls)
+    hints = _SECTION_HINTS[name]
     for key, value in data.items():
         if key in hints:
             _check_type(f"{name}.{key}", value, hints[key])
     try:
         return cls.from_dict(data)
+    except SettingError:
+        raise
+    except ValueError as error:
+        key = next((key for key in data if key in hints and not _builds(cls, {key: data[key]})), None)
+        if key is None:
+            raise
+        raise SettingError(f"{name}.{key}: {error}", f"{name}.{key}") from None
     except TypeError as error:  # a type the check above does not know; still one line
         raise ValueError(f"{name} settings {data!r}: {error}") from None
 
 
+def _builds(cls: type, data: dict[str, Any]) -> bool:
+    try:
+        cls.from_dict(data)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _check_type(where: str, value: Any, hint: Any) -> None:
     if not _conforms(value, hint):
-        raise ValueError(f"{where} must be {_describe(hint)}, got {value!r}")
+        raise SettingError(f"{where} must be {_describe(hint)}, got {value!r}", where)
 
 
 def _conforms(value: Any, hint: Any) -> bool:
@@ -345,78 +330,80 @@ def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-# --------------------------------------------------------------------------- the flat view
-
-
-_FLAT_NAMES = {setting: key for key, setting in LEGACY_KEYS.items()}
-_SECTION_DEFAULTS = {name: cls().to_dict() for name, cls in SECTIONS.items()}
-_LEGACY_ORDER = ("dataset", "data_dir", "image_size", "heuristic", "arch", "start_arch", "max_blocks", "max_stacks", "block",
-                 "initial", "query_schedule", "budget", "pool_subset", "epochs", "epoch_size", "batch_size", "lr",
-                 "momentum", "weight_decay", "augment", "base_width", "drop_rate", "val_fraction",
-                 "premature_fraction", "search_iterations", "inherit_weights", "successive_halving", "mc_samples",
-                 "mc_dropout_rate", "limit_train", "limit_test", "seed", "data_seed", "device", "preset")
-_MISSING = object()
-# Run fields added after the flat layout: left out of the flat view while unset (None).
-_NEWER_OWN_FIELDS = ("image_size", "data_identity")
-
-
-def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """One flat view of a saved configuration, nested (new) or flat (old), with the old key names.
-
-    Section settings take their old flat names (``search.iterations`` -> ``search_iterations``); a
-    setting the old layout did not have appears under its field name only when it differs from
-    its default (older runs all used the default), so old and new runs of one experiment give
-    equal views. Keys this module does not know pass through unchanged; nothing is validated.
-    """
-    flat: dict[str, Any] = {}
-    newer: dict[str, Any] = {}
-    for key, value in config.items():
-        if key in _NEWER_OWN_FIELDS and value is None:
-            continue  # older runs did not have it, and all ran as if it were unset
-        if key in SECTIONS and isinstance(value, dict):
-            for name, setting in value.items():
-                legacy = _FLAT_NAMES.get((key, name))
-                if legacy is not None:
-                    flat[legacy] = setting
-                elif setting != _SECTION_DEFAULTS[key].get(name, _MISSING):
-                    newer[name if name not in config and name not in newer else f"{key}.{name}"] = setting
-        else:
-            flat[key] = value
-    ordered = {key: flat.pop(key) for key in _LEGACY_ORDER if key in flat}
-    return {**ordered, **flat, **newer}
-
-
 # --------------------------------------------------------------------------- the command line
 
 
 class Flag(NamedTuple):
-    """One ``inas run`` option: ``--flag`` sets ``field`` of ``section`` (None: the run's own field)."""
+    """One command-line option of a setting: ``--flag`` sets ``field`` of ``section`` (None: the run's
+    own field). ``choices``: the values it takes, for a closed set (empty: any value of its type)."""
 
     flag: str
     section: Optional[str]
     field: str
     help: str
+    choices: tuple[str, ...] = ()
 
     @property
     def param(self) -> str:
         """The option's Python parameter name, also its key in :func:`resolve_config` overrides."""
         return self.flag.replace("-", "_")
 
+    @property
+    def path(self) -> str:
+        """The setting's path in a configuration: ``"initial"``, ``"query.mc_samples"``."""
+        return self.field if self.section is None else f"{self.section}.{self.field}"
 
-# The one table from ``inas run`` flags to settings. The CLI declares its options from it (help
-# text included), builds its overrides from it, and :func:`resolve_config` routes flat override keys
-# through it. --preset, --query-size, --schedule, --out, --resume and --quiet are not settings.
+    @property
+    def value_type(self) -> type:
+        """The type of the setting's values (int, float, str or bool), from its dataclass field."""
+        hint = (_OWN_HINTS if self.section is None else _SECTION_HINTS[self.section])[self.field]
+        arms = [arm for arm in get_args(hint) if arm is not type(None)] if get_origin(hint) in (Union, types.UnionType) \
+            else [hint]
+        return arms[0]
+
+
+# The value of --arch that means the iNAS search (no fixed architecture), as `inas sweep` grids use it.
+SEARCHED_ARCH = "inas"
+# Devices the command line offers; the library also takes "cuda:N" (CUDA_VISIBLE_DEVICES does that here).
+DEVICES = ("auto", "cpu", "cuda")
+
+# The one table from command-line flags to settings; one row per setting option, so adding a setting
+# to the command line is adding a row. ``inas run`` and ``inas label init`` declare their setting
+# options from it (type, choices and help text included), build their overrides from it, turn the
+# setting names in the library's errors into flags with it, and :func:`resolve_config` routes flat
+# override keys through it. --preset, --query-size, --schedule, --out, --resume and --quiet are not settings.
 RUN_FLAGS: tuple[Flag, ...] = (
     Flag("dataset", None, "dataset", "cifar10, cifar100, svhn, folder, digits (default, bundled) or synthetic."),
     Flag("data-dir", None, "data_dir", "Existing dataset copy; for 'folder', the directory with train/ and test/."),
     Flag("heuristic", "query", "heuristic", "Query heuristic (see `inas heuristics`); default softmax_response."),
-    Flag("arch", None, "arch", "Fixed architecture BLOCKSxSTACKS (e.g. 2x4) instead of the iNAS search."),
+    Flag("arch", None, "arch", "Fixed architecture BLOCKSxSTACKS (e.g. 2x4) instead of the iNAS search; "
+         "inas (the default): the search."),
     Flag("initial", None, "initial", "Random labels before the first round (paper: 2000)."),
     Flag("budget", None, "budget", "Stop when this many points are labelled (paper: 50000)."),
+    Flag("recipe", None, "recipe", "Training recipe: paper (the paper's; the paper preset's) or lowdata (tuned for "
+         "200-3,200 labels; the cpu preset's). The flags below change single fields of it.", tuple(RECIPES)),
     Flag("epochs", "train", "epochs", "Epochs of full training per round (paper: 200)."),
     Flag("epoch-size", "train", "epoch_size", "Samples per epoch, by oversampling (paper: 50000)."),
+    Flag("epoch-size-exponent", "train", "epoch_size_exponent",
+         "Grow the epoch with the labelled set n: epoch-size x (n / 1000) ^ this (0: fixed, the paper's)."),
     Flag("batch-size", "train", "batch_size", "SGD batch size (paper: 128)."),
-    Flag("lr", "train", "lr", "Initial learning rate (paper: 0.1)."),
+    Flag("lr", "train", "lr", "Peak learning rate (paper: 0.1)."),
+    Flag("lr-schedule", "train", "lr_schedule", "step (the paper's: x0.1 at 50% and 75%), linear or cosine (to zero).",
+         LR_SCHEDULES),
+    Flag("warmup", "train", "warmup", "Linear warmup, as a fraction of each training run (paper: 0)."),
+    Flag("nesterov", "train", "nesterov", "Nesterov momentum (paper: off)."),
+    Flag("weight-decay", "train", "weight_decay", "SGD weight decay (paper: 5e-4)."),
+    Flag("decay-norms-and-biases", "train", "decay_norms_and_biases",
+         "Weight decay also on norm layers and biases (paper: on)."),
+    Flag("label-smoothing", "train", "label_smoothing", "Label smoothing of the cross-entropy, in [0, 1) (paper: 0)."),
+    Flag("ema-decay", "train", "ema_decay",
+         "Keep an exponential average of the weights with this per-step decay, in (0, 1), and use it (paper: off)."),
+    Flag("shift", "train", "shift", "Largest random shift, as a fraction of the image side (0.125: 4 px of 32)."),
+    Flag("shift-mode", "train", "shift_mode", "warp (the paper's: bilinear, zeros shifted in) or reflect (whole "
+         "pixels over a reflected border).", SHIFT_MODES),
+    Flag("rotation", "train", "rotation", "Largest random rotation in degrees (paper: 15; 0: none)."),
+    Flag("cutout", "train", "cutout", "Side of a random zeroed square, as a fraction of the image side (paper: 0)."),
+    Flag("test-flips", "train", "test_flips", "Evaluate on each image and its mirror (where flips are valid)."),
     Flag("base-width", None, "base_width", "Filters of the stem (paper: 64); smaller is faster."),
     Flag("max-blocks", None, "max_blocks", "Search space: largest blocks per stack (paper: 12)."),
     Flag("max-stacks", None, "max_stacks", "Search space: largest number of stacks (paper: 5)."),
@@ -426,7 +413,8 @@ RUN_FLAGS: tuple[Flag, ...] = (
          "Share of the schedule a candidate trains for (paper and default: 0.25; cpu preset: 0.125)."),
     Flag("premature-schedule", "search", "premature_schedule",
          "How candidates train for that share: compressed (the whole schedule squeezed into it; default, cpu and "
-         "quick presets) or early_stop (the full schedule stopped early; the paper's, paper preset)."),
+         "quick presets) or early_stop (the full schedule stopped early; the paper's, paper preset).",
+         PREMATURE_SCHEDULES),
     Flag("inherit-weights", "search", "inherit_weights", "Grown candidates start from their parent's weights."),
     Flag("successive-halving", "search", "successive_halving", "Train candidates briefly, continue only the better ones."),
     Flag("augment", None, "augment", "Force augmentation on or off (default: the dataset's own)."),
@@ -438,13 +426,36 @@ RUN_FLAGS: tuple[Flag, ...] = (
          "Folders of photos: resize on decode so the shorter side is this many pixels (aspect kept), then "
          "centre-crop a square of that size."),
     Flag("seed", None, "seed", "Seed of everything random in the run (default 0)."),
-    Flag("device", None, "device", "auto (CUDA when available), cuda or cpu."),
+    Flag("device", None, "device", "auto (CUDA when available), cuda or cpu; CUDA_VISIBLE_DEVICES picks the GPU.",
+         DEVICES),
 )
 FLAGS_BY_NAME: dict[str, Flag] = {entry.flag: entry for entry in RUN_FLAGS}
+_FLAGS_BY_PARAM: dict[str, Flag] = {entry.param: entry for entry in RUN_FLAGS}
 # The flags ``inas run --resume DIR`` accepts with a value other than the run's: where the data lies
 # (the identity check still applies), which device and how many threads compute. Every other setting
 # flag must repeat the run's value or be left out: a resumed run keeps its configuration.
 RESUME_MAY_CHANGE: tuple[str, ...] = ("data-dir", "device", "threads", "parallel-candidates")
+
+
+def flag_of(setting: str) -> Optional[str]:
+    """``--flag`` of a setting named by its path (``query.mc_samples``) or field (``mc_samples``), or None."""
+    entry = _FLAGS_BY_SETTING.get(setting)
+    return None if entry is None else f"--{entry.flag}"
+
+
+_FLAGS_BY_SETTING: dict[str, Flag] = {**{entry.field: entry for entry in RUN_FLAGS},
+                                      **{entry.path: entry for entry in RUN_FLAGS}}
+
+
+def flag_value(param: str, value: Any) -> Any:
+    """A command-line value as the setting's value: paths become strings, choices their text, and
+    ``--arch inas`` the search (None)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    value = getattr(value, "value", value)  # an Enum member of the option's choices
+    if param == "arch" and value == SEARCHED_ARCH:
+        return None
+    return value
 
 
 def resume_conflicts(config: "RunConfig", values: dict[str, Any]) -> list[str]:
@@ -457,17 +468,17 @@ def resume_conflicts(config: "RunConfig", values: dict[str, Any]) -> list[str]:
             continue
         owner = config if entry.section is None else getattr(config, entry.section)
         stored = getattr(owner, entry.field)
-        given = os.fspath(value) if isinstance(value, os.PathLike) else value
+        given = flag_value(param, value)
         if given != stored:
-            conflicts.append(f"--{entry.flag} {given} (the run has {stored})")
+            conflicts.append(f"--{entry.flag} {getattr(value, 'value', value)} (the run has "
+                             f"{SEARCHED_ARCH if stored is None and param == 'arch' else stored})")
     return conflicts
-_FLAGS_BY_PARAM: dict[str, Flag] = {entry.param: entry for entry in RUN_FLAGS}
 
 
 def flag_overrides(values: dict[str, Any]) -> dict[str, Any]:
     """Overrides in the nested layout from option values keyed by :attr:`Flag.param`.
 
-    Values that are None (option not given) are left out; paths become strings.
+    Values that are None (option not given) are left out; see :func:`flag_value` for the rest.
     """
     nested: dict[str, Any] = {}
     for param, value in values.items():
@@ -478,9 +489,9 @@ def flag_overrides(values: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if entry.section is None:
-            nested[entry.field] = os.fspath(value) if isinstance(value, os.PathLike) else value
+            nested[entry.field] = flag_value(param, value)
         else:
-            nested.setdefault(entry.section, {})[entry.field] = value
+            nested.setdefault(entry.section, {})[entry.field] = flag_value(param, value)
     return nested
 
 
@@ -503,6 +514,7 @@ def parse_schedule(text: str) -> list[list[int]]:
 # offline digits default.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
+        "recipe": "paper",
         "initial": 2000, "query_schedule": [[0, 2000], [10_000, 5000]], "budget": 50_000,
         "base_width": 64, "limit_train": None, "limit_test": None,
         "train": {"epochs": 200, "epoch_size": 50_000, "batch_size": 128},
@@ -510,9 +522,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "query": {"mc_samples": 100},
     },
     "cpu": {
+        "recipe": "lowdata",
         "initial": 200, "query_schedule": [[0, 200], [400, 400], [800, 800], [1600, 1600]], "budget": 3200,
         "base_width": 16, "limit_train": 10_000, "limit_test": 2000, "max_blocks": 4, "max_stacks": 4,
-        "train": {"epochs": 24, "epoch_size": 4000, "batch_size": 128},
+        # 24 epochs of 4,000 samples at 1,000 labels, growing with sqrt(labelled): 2,000 at 200 labels,
+        # 7,155 at 3,200, the same samples over a run's five rounds (BENCHMARKS.md, "Training recipe").
+        "train": {"epochs": 24, "epoch_size": 4000, "batch_size": 128, "epoch_size_exponent": 0.5,
+                  "epoch_size_reference": 1000},
         "search": {"premature_fraction": 0.125, "premature_schedule": "compressed"},
         "query": {"mc_samples": 50, "pool_subset": None},
     },
@@ -566,4 +582,7 @@ def resolve_config(overrides: dict[str, Any], preset: Optional[str] = None) -> R
     name = preset or default_preset(dataset, device)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return RunConfig.from_dict(_merge(PRESETS[name], explicit, {"preset": name}))
+    recipe = explicit.get("recipe", PRESETS[name].get("recipe", RunConfig.recipe))
+    # The named recipe says how to train, the preset how much; explicit settings override either.
+    return RunConfig.from_dict(_merge({"train": recipe_settings(recipe)}, PRESETS[name], explicit,
+                                      {"preset": name, "recipe": recipe}))

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .device import autocast, device_of, memory_format
+from .settings import check_positive_int
 
 #: What :func:`run_model` can compute per item.
 OUTPUTS = frozenset({"logits", "mc_logits", "embeddings"})
@@ -186,8 +187,7 @@ def run_model(model: nn.Module, batches: Iterable[tuple[Tensor, Any]], wants: It
 
 def check_mc(mc_samples: int, mc_dropout_rate: float) -> None:
     """One-line ValueError for an impossible MC-dropout setting."""
-    if isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 1:
-        raise ValueError(f"mc_samples must be a positive integer, got {mc_samples!r}")
+    check_positive_int("", "mc_samples", mc_samples)
     if not 0.0 <= mc_dropout_rate < 1.0:
         raise ValueError(f"mc_dropout_rate must be in [0, 1), got {mc_dropout_rate}")
     if mc_samples > 1 and mc_dropout_rate == 0.0:

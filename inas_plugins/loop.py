@@ -80,11 +80,6 @@ def round_seed(seed: int, round_index: int) -> int:
     return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0])
 
 
-def augmentation_shift(image_size: tuple[int, int]) -> int:
-    """The paper's 4-pixel shifts are for 32x32 images; keep the same fraction on other sizes."""
-    return max(1, round(4 * min(image_size) / 32))
-
-
 def next_query_size(config: RunConfig, labelled: int, pool: int) -> int:
     """The schedule's batch for this labelled size, clipped to the budget and the pool."""
     return max(0, min(config.batch_size_at(labelled), config.budget - labelled, pool))
@@ -154,10 +149,9 @@ class ActiveRun:
         self.train_data = TensorSource(self.dataset.train.images, self.dataset.train.labels,
                                        InputFormat.uint8(self.dataset.mean, self.dataset.std))
         self.test_data = TensorSource(self.dataset.test.images, self.dataset.test.labels, self.train_data.fmt)
-        # Augmentation defaults to on (shifts and rotations); flips only where the dataset allows them.
+        # Augmentation (the recipe's) defaults to on; flips only where the dataset allows them.
         self._augment = True if self.config.augment is None else self.config.augment
         self._flips = self.dataset.flips_valid
-        self._max_shift = augmentation_shift(self.dataset.image_size)
 
     # --- building blocks --------------------------------------------------------------------
     def build_model(self, arch: Arch) -> nn.Module:
@@ -169,7 +163,7 @@ class ActiveRun:
     def make_trainer(self, seed: int) -> Trainer:
         return Trainer(
             self.recipe, augment=self._augment,
-            flips=self._flips, max_shift=self._max_shift, device=self.config.device, seed=seed, progress=self.progress,
+            flips=self._flips, device=self.config.device, seed=seed, progress=self.progress,
         )
 
     def _new_state(self) -> Checkpoint:

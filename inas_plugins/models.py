@@ -3,20 +3,25 @@
 timm's own ``ResNet`` class hard-codes four stages and a large strided stem, so the family is
 assembled here from ``timm.models.resnet.BasicBlock`` / ``Bottleneck``, timm's downsample
 shortcut and timm's ``ClassifierHead``. The networks are registered with timm as
-``inas_resnet_i{i}_j{j}`` so ``timm.create_model`` builds them by name.
+``inas_resnet_i{i}_j{j}`` so ``timm.create_model`` builds them by name, through timm's own
+``build_model_with_cfg``: each name has a ``pretrained_cfg`` (no weights; the input size and the
+normalisation statistics) so ``timm.data.resolve_data_config(model=model)`` works, a
+``pretrained_cfg_overlay`` sets them, ``num_classes=0`` gives a feature extractor and
+``features_only=True`` the feature map of the stem and of every stack.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 from timm.layers import ClassifierHead
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, downsample_conv
 
+from .settings import check_positive_int
 from .space import Arch, BLOCK_LAYERS
 
 BLOCK_TYPES: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -25,6 +30,32 @@ assert set(BLOCK_TYPES) == set(BLOCK_LAYERS)
 # Names registered with timm cover the paper's 12 x 5 grid; larger spaces use build_inas_resnet.
 REGISTERED_MAX_BLOCKS = 12
 REGISTERED_MAX_STACKS = 5
+# What a network expects until it is told what it was trained on (:meth:`INASResNet.set_data_config`):
+# the paper's data, CIFAR-10, at 32 x 32, normalised with the per-channel mean and standard deviation
+# of its 50,000 training images (on the 0..1 scale, as timm's configs and the trainer use them).
+DEFAULT_INPUT_SIZE = 32
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def data_config(in_chans: int = 3, num_classes: int = 10, *, input_size: Optional[int] = None,
+                mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> dict:
+    """The ``pretrained_cfg`` of an A(B, i, j) network: no weights, its input and its classes.
+
+    Without statistics, CIFAR-10's (for one channel or any other count, their averages per channel).
+    """
+    side = input_size or DEFAULT_INPUT_SIZE
+    mean = tuple(float(m) for m in mean) if mean is not None else _per_channel(CIFAR10_MEAN, in_chans)
+    std = tuple(float(s) for s in std) if std is not None else _per_channel(CIFAR10_STD, in_chans)
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise ValueError(f"mean and std need one value per input channel ({in_chans}), got {len(mean)} and {len(std)}")
+    return {"url": "", "num_classes": num_classes, "input_size": (in_chans, side, side), "pool_size": None,
+            "crop_pct": 1.0, "crop_mode": "center", "interpolation": "bilinear", "mean": mean, "std": std,
+            "first_conv": "stem.0", "classifier": "head.fc", "license": "apache-2.0"}
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    return values if channels == len(values) else (sum(values) / len(values),) * channels
 
 
 class INASResNet(nn.Module):
@@ -50,8 +81,9 @@ class INASResNet(nn.Module):
         super().__init__()
         if block not in BLOCK_TYPES:
             raise ValueError(f"unknown block type {block!r}; choose one of {', '.join(BLOCK_TYPES)}")
-        if base_width < 1 or num_classes < 1 or in_chans < 1:
-            raise ValueError("base_width, num_classes and in_chans must be positive")
+        for name, value in (("base_width", base_width), ("in_chans", in_chans)):
+            check_positive_int("", name, value)
+        _check_num_classes(num_classes)
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
         self.arch = arch
@@ -86,6 +118,11 @@ class INASResNet(nn.Module):
         self.stacks = nn.Sequential(*stacks)
         self.num_features = in_width
         self.head = ClassifierHead(in_width, num_classes, pool_type="avg", drop_rate=drop_rate)
+        # timm's feature description: the stem (after its max-pool) and each stack, for features_only=True.
+        self.feature_info = [{"num_chs": base_width, "reduction": 2, "module": "stem.3"}] + [
+            {"num_chs": base_width * 2**index * block_cls.expansion, "reduction": 2 ** (index + 1),
+             "module": f"stacks.{index}"} for index in range(arch.stacks)]
+        self.pretrained_cfg = self.default_cfg = data_config(in_chans, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -123,24 +160,33 @@ class INASResNet(nn.Module):
             return pooled
         return self.get_classifier()(self.head.drop(pooled))
 
-    def get_classifier(self) -> nn.Linear:
-        """The final linear layer (``head.fc``)."""
+    def get_classifier(self) -> nn.Module:
+        """The final linear layer (``head.fc``; an ``nn.Identity`` without classes, ``num_classes=0``)."""
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """Replace the classifier with a freshly initialised ``nn.Linear`` to ``num_classes`` outputs.
 
         It is created on the old classifier's device and dtype, in the model's train/eval mode.
+        ``num_classes=0`` removes it, as in timm: the network then returns its pooled features.
         ``global_pool`` may only be None or ``"avg"``: another pooling (e.g. timm's ``catavgmax``)
         would change the pre-logits width, which the heuristics rely on being ``num_features``.
-        Unlike timm, ``num_classes=0`` (no classifier) is refused: every consumer here needs logits.
         """
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        _check_num_classes(num_classes)
         if global_pool not in (None, "avg"):
             raise ValueError(f"global_pool {global_pool!r} is not supported; INASResNet pools with 'avg'")
         self.head.reset(num_classes)
         self.num_classes = num_classes
+        self.pretrained_cfg = self.default_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
+
+    def set_data_config(self, *, input_size: Optional[int] = None, mean: Optional[Sequence[float]] = None,
+                        std: Optional[Sequence[float]] = None) -> None:
+        """Record what the network was trained on (square input side, per-channel mean and std on the
+        0..1 scale) in its ``pretrained_cfg``, where ``timm.data.resolve_data_config`` reads them."""
+        cfg = self.pretrained_cfg
+        self.pretrained_cfg = self.default_cfg = {**cfg, **data_config(
+            self.in_chans, self.num_classes, input_size=input_size or cfg["input_size"][-1],
+            mean=mean if mean is not None else cfg["mean"], std=std if std is not None else cfg["std"])}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -167,6 +213,12 @@ def build_inas_resnet(
                       drop_rate=drop_rate, block=block)
 
 
+def _check_num_classes(num_classes: int) -> None:
+    """timm's rule: a positive number of classes, or 0 for no classifier (a feature extractor)."""
+    if num_classes != 0:
+        check_positive_int("", "num_classes", num_classes)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -176,31 +228,45 @@ def timm_name(arch: Arch) -> str:
     return f"inas_resnet_i{arch.blocks}_j{arch.stacks}"
 
 
-# Arguments timm's create_model hands every entrypoint that only matter for pretrained weights.
-_TIMM_FACTORY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
-
-
 def _make_entrypoint(arch: Arch):
+    name = timm_name(arch)
+
     def entrypoint(pretrained: bool = False, **kwargs) -> INASResNet:
         if pretrained:
-            raise ValueError(f"{timm_name(arch)} has no pretrained weights")
-        for factory_only in _TIMM_FACTORY_KWARGS:
-            kwargs.pop(factory_only, None)
-        return build_inas_resnet(arch, **kwargs)
+            raise ValueError(f"{name} has no pretrained weights")
+        in_chans = kwargs.get("in_chans", 3)
+        overlay = {**_channel_stats(in_chans), **(kwargs.pop("pretrained_cfg_overlay", None) or {})}
+        return build_model_with_cfg(INASResNet, name, False, pretrained_cfg_overlay=overlay, arch=arch,
+                                    feature_cfg={"flatten_sequential": True,
+                                                 "out_indices": tuple(range(arch.stacks + 1))}, **kwargs)
 
-    entrypoint.__name__ = timm_name(arch)
-    entrypoint.__qualname__ = timm_name(arch)
+    entrypoint.__name__ = name
+    entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
     entrypoint.__doc__ = f"A(B, {arch.blocks}, {arch.stacks}) from inas_plugins."
     return entrypoint
 
 
+def _channel_stats(in_chans: int) -> dict:
+    """The registered config's input size and statistics for ``in_chans`` channels."""
+    cfg = data_config(in_chans)
+    return {key: cfg[key] for key in ("input_size", "mean", "std")}
+
+
+def _registered() -> list[Arch]:
+    return [Arch(blocks, stacks) for stacks in range(1, REGISTERED_MAX_STACKS + 1)
+            for blocks in range(1, REGISTERED_MAX_BLOCKS + 1)]
+
+
+# timm's register_model reads each name's pretrained config from this module's ``default_cfgs``.
+default_cfgs = generate_default_cfgs({timm_name(arch): data_config() for arch in _registered()})
+
+
 def _register_with_timm() -> None:
     module = sys.modules[__name__]
-    for stacks in range(1, REGISTERED_MAX_STACKS + 1):
-        for blocks in range(1, REGISTERED_MAX_BLOCKS + 1):
-            fn = register_model(_make_entrypoint(Arch(blocks, stacks)))
-            setattr(module, fn.__name__, fn)
+    for arch in _registered():
+        fn = register_model(_make_entrypoint(arch))
+        setattr(module, fn.__name__, fn)
 
 
 _register_with_timm()

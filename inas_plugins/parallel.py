@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .ray_cluster import connect, local_cpus
+from .settings import check_positive_int
 from .training.sources import DataSource
 from .training.trainer import Trainer, TrainingRun
 
@@ -40,9 +41,7 @@ class CandidatePool:
     """Trains a search's candidates as parallel Ray tasks; see the module docstring."""
 
     def __init__(self, threads: int = 1) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.threads = threads
+        self.threads = check_positive_int("", "threads", threads)
         self._data: tuple[int, Any] | None = None  # (id of the source, its object ref)
 
     def _task_resources(self, on_cuda: bool) -> dict[str, float]:

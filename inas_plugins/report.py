@@ -1,14 +1,12 @@
 """Compare runs: group them by configuration, average over seeds, and score the learning curves.
 
-Grouping. Configurations are read in their flat view (:func:`inas_plugins.config.flat_config`: the
-nested ``train``/``search``/``query`` sections of newer runs under the flat key names of older ones),
-so a run saved in either layout groups with the other. Runs belong to one group when their
-configurations are equal after dropping the keys that only say *how* or *where* one run was
-executed (:data:`RUN_SPECIFIC_KEYS`: the seed, output and resume paths, the device, the data
-directory, worker counts, progress flags), with the data itself compared by its identity's
-fingerprint (:func:`group_config`). Everything else -- dataset, heuristic,
-``arch``/``search``, preset, widths, budget, schedule, epochs -- is part of the group, so only seeds
-of the same experiment are averaged.
+Grouping. Each run's configuration is read with :meth:`RunConfig.from_dict`, so a damaged or foreign
+one is refused, not guessed at. Runs belong to one group when their settings are equal after dropping
+the fields that only say *how* or *where* one run was executed (:data:`RUN_SPECIFIC`: the seed, the
+device, the data directory), with the data itself compared by its identity's fingerprint
+(:func:`experiment_of`). Everything else -- dataset, heuristic, architecture or search, preset,
+widths, budget, schedule, epochs -- is part of the group, so only seeds of the same experiment are
+averaged. Settings are named by their path in the configuration (``search.iterations``).
 
 Scores, all with accuracy in [0, 1]:
 
@@ -25,7 +23,7 @@ Scores, all with accuracy in [0, 1]:
   ``(AUC_loss(passive) - AUC_loss(active)) / AUC_loss(passive)``, from the two mean curves over
   the labelled sizes both reached. It is defined for fixed-architecture groups only -- the paper
   notes it is unclear for active-iNAS, whose architecture changes -- and needs a passive group
-  with the same configuration except the query function (:data:`QUERY_ONLY_KEYS`), found among
+  with the same configuration except the query function (:data:`QUERY_ONLY`), found among
   the runs (heuristic ``random``) or given explicitly.
 """
 
@@ -39,26 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .config import flat_config
-from .records import arch_text
+from .config import SECTIONS, RunConfig
 from .results import load_results
 
-# Keys that differ between repeats of one experiment without changing the experiment.
-RUN_SPECIFIC_KEYS = frozenset({
-    "seed", "out", "out_dir", "output", "run_dir", "resume", "device", "data_dir",
-    "workers", "num_workers", "progress", "verbose", "quiet",
-})
-HEURISTIC_KEY = "heuristic"
-IDENTITY_KEY = "data_identity"  # RunConfig.data_identity: what data the run was trained on
-DATA_KEY = "data"  # its fingerprint in a group's configuration (and label, when groups differ in it)
+# Fields that differ between repeats of one experiment without changing it.
+RUN_SPECIFIC = frozenset({"seed", "device", "data_dir", "data_identity"})
+DATA_KEY = "data"  # the data's fingerprint in a group's configuration (and label, when groups differ in it)
 PASSIVE_HEURISTIC = "random"
-# Keys that configure only the query function: a passive run of the same network may differ in them.
-QUERY_ONLY_KEYS = frozenset({
-    HEURISTIC_KEY, "heuristic_options", "heuristic_kwargs", "mc_samples", "mc_dropout_rate", "mc_passes",
-})
-# Values of config["search"] / config["arch"] that mean "the architecture is searched, not fixed".
-_SEARCH_OFF = (None, False, "", "none", "off", "fixed", "false", "no")
-_ARCH_SEARCHED = (None, "", "search", "inas", "auto")
+# Settings that configure only the query function: a passive run of the same network may differ in them.
+QUERY_ONLY = frozenset({"query.heuristic", "query.mc_samples", "query.mc_dropout_rate"})
 
 
 # --------------------------------------------------------------------------- curve arithmetic
@@ -139,16 +126,20 @@ class RunSummary:
     """One run directory's learning curve."""
 
     run_dir: str
-    config: dict
+    config: RunConfig
     status: str
     labelled: list[int]
     accuracy: list[float]
-    fixed_arch: Optional[str]
     given_as_passive: bool = False
 
     @property
-    def seed(self) -> Any:
-        return self.config.get("seed")
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def fixed_arch(self) -> Optional[str]:
+        """``"2x4"`` when the run trained one fixed architecture, None when iNAS searched it."""
+        return None if self.config.fixed_arch is None else str(self.config.fixed_arch)
 
     @property
     def running(self) -> bool:
@@ -164,62 +155,44 @@ class RunSummary:
 
 
 def summarise_run(run_dir: str | os.PathLike, given_as_passive: bool = False) -> RunSummary:
-    """Load ``run_dir`` (a ValueError if it holds no run) and extract its curve.
-
-    The configuration is kept in its flat view (:func:`~inas_plugins.config.flat_config`), so runs
-    saved before and after the settings sections existed group, label and print alike.
-    """
+    """Load ``run_dir`` and extract its curve; a ValueError naming it if it holds no valid run."""
     results = load_results(run_dir)
+    try:
+        config = RunConfig.from_dict(results["config"])
+    except ValueError as error:
+        raise ValueError(f"{run_dir}: results.json holds no valid run configuration: {error}") from None
     rounds = sorted(results["rounds"], key=lambda row: row["labelled"])
-    config = flat_config(results["config"])
     return RunSummary(
         run_dir=str(run_dir),
         config=config,
         status=results["status"],
         labelled=[row["labelled"] for row in rounds],
         accuracy=[float(row["test_accuracy"]) for row in rounds],
-        fixed_arch=fixed_architecture(config, rounds),
         given_as_passive=given_as_passive,
     )
 
 
-def fixed_architecture(config: dict, rounds: Sequence[dict] = ()) -> Optional[str]:
-    """``"2x4"`` when the run trained one fixed architecture, None when iNAS searched it.
-
-    Read from the configuration: ``arch`` set and ``search`` off (or absent). A configuration
-    with neither key is judged by its rounds: one architecture throughout and no candidates
-    beyond it means no search took place. ``config`` may be nested or flat (:func:`flat_config`).
-    """
-    config = flat_config(config)
-    if "arch" in config or "search" in config:
-        search = config.get("search")
-        if (search.lower() if isinstance(search, str) else search) not in _SEARCH_OFF:
-            return None
-        arch = config.get("arch")
-        if (arch.lower() if isinstance(arch, str) else arch) in _ARCH_SEARCHED:
-            return None
-        return arch_text(arch)
-    architectures = {arch_text(row.get("arch")) for row in rounds}
-    searched = any(len(row.get("candidates") or []) > 1 for row in rounds)
-    if len(architectures) == 1 and not searched:
-        return architectures.pop() or None
-    return None
+def settings_of(config: RunConfig) -> dict[str, Any]:
+    """Every setting of ``config`` by its path: the run's own fields, then ``section.field``."""
+    data = config.to_dict()
+    paths = {key: value for key, value in data.items() if key not in SECTIONS}
+    for section in SECTIONS:
+        paths.update({f"{section}.{name}": value for name, value in data[section].items()})
+    return paths
 
 
-def group_config(config: dict) -> dict:
-    """The configuration without :data:`RUN_SPECIFIC_KEYS`: what runs of one group share.
+def experiment_of(config: RunConfig) -> dict[str, Any]:
+    """What runs of one group share: every setting but :data:`RUN_SPECIFIC`, by path.
 
     The data enters as one key, :data:`DATA_KEY`: the fingerprint of the run's data identity (the
     decoded images and labels, see ``LoadedDataset.identity``), so runs on different folders never
-    average together while a moved copy of the same data still does. Runs written before the
-    identity was stored have no such key (they group as they always did).
+    average together while a moved copy of the same data still does. A run without a stored
+    identity has no such key.
     """
-    grouped = {key: value for key, value in config.items()
-               if key not in RUN_SPECIFIC_KEYS and key != IDENTITY_KEY}
-    identity = config.get(IDENTITY_KEY)
-    if isinstance(identity, dict) and identity.get("fingerprint"):
-        grouped[DATA_KEY] = str(identity["fingerprint"])[:12]
-    return grouped
+    shared = {path: value for path, value in settings_of(config).items() if path not in RUN_SPECIFIC}
+    if config.data_identity is not None:
+        shared[DATA_KEY] = config.data_identity["fingerprint"][:12]
+    return shared
 
 
 def _frozen(config: dict, drop: Iterable[str] = ()) -> str:
@@ -249,8 +222,8 @@ class GroupSummary:
     auc_gain_note: str = ""
 
     @property
-    def heuristic(self) -> Any:
-        return self.config.get(HEURISTIC_KEY)
+    def heuristic(self) -> str:
+        return self.config["query.heuristic"]
 
     @property
     def is_passive(self) -> bool:
@@ -295,10 +268,10 @@ class GroupSummary:
 
 
 def group_runs(runs: Sequence[RunSummary]) -> list[GroupSummary]:
-    """Group ``runs`` by :func:`group_config`, in order of first appearance, and compute statistics."""
+    """Group ``runs`` by :func:`experiment_of`, in order of first appearance, and compute statistics."""
     buckets: dict[str, list[RunSummary]] = {}
     for run in runs:
-        buckets.setdefault(_frozen(group_config(run.config)), []).append(run)
+        buckets.setdefault(_frozen(experiment_of(run.config)), []).append(run)
     groups = [_summarise_group(members) for members in buckets.values()]
     _label_groups(groups)
     return groups
@@ -318,7 +291,7 @@ def _summarise_group(runs: list[RunSummary]) -> GroupSummary:
     auc_mean, auc_std = _mean_std(aucs) if aucs else (None, None)
     architectures = {run.fixed_arch for run in runs}
     return GroupSummary(
-        label="", config=group_config(runs[0].config), runs=runs, labelled=labelled,
+        label="", config=experiment_of(runs[0].config), runs=runs, labelled=labelled,
         mean_accuracy=[mean for mean, _ in stats], std_accuracy=[std for _, std in stats],
         runs_at=[len(by_size[size]) for size in labelled],
         final_mean=final_mean, final_std=final_std, auc_mean=auc_mean, auc_std=auc_std,
@@ -333,12 +306,12 @@ def _scored_runs(runs: Sequence[RunSummary], largest: Optional[int]) -> list[Run
 
 
 def _label_groups(groups: list[GroupSummary]) -> None:
-    """``dataset heuristic arch`` plus ``key=value`` for the other keys on which the groups differ.
+    """``dataset heuristic arch`` plus ``path=value`` for the other settings on which the groups differ.
 
     When most groups share a value (an ablation: one setting changed at a time), only the groups
     that depart from it show the key, so labels name what was changed instead of every setting.
     """
-    shown = {"dataset", HEURISTIC_KEY, "arch", "search"}
+    shown = {"dataset", "query.heuristic", "arch"}
     keys = [key for group in groups for key in group.config if key not in shown]
     usual: dict[str, Optional[str]] = {}
     for key in dict.fromkeys(keys):
@@ -347,7 +320,7 @@ def _label_groups(groups: list[GroupSummary]) -> None:
             value, count = values.most_common(1)[0]
             usual[key] = value if count > len(groups) / 2 else None
     for group in groups:
-        parts = [str(group.config[key]) for key in ("dataset", HEURISTIC_KEY) if group.config.get(key) is not None]
+        parts = [str(group.config["dataset"]), group.heuristic]
         parts.append(f"fixed {group.fixed_arch}" if group.fixed_arch else "iNAS")
         parts += [f"{key}={_short(group.config[key])}" for key, value in usual.items()
                   if key in group.config and _value_text(group.config[key]) != value]
@@ -374,9 +347,9 @@ def attach_auc_gains(groups: Sequence[GroupSummary]) -> None:
         if group.fixed_arch is None:
             group.auc_gain_note = "architecture changes with the search (undefined, paper 5.4)"
             continue
-        key = _frozen(group.config, QUERY_ONLY_KEYS)
+        key = _frozen(group.config, QUERY_ONLY)
         match = next((p for p in passive_groups if p.fixed_arch == group.fixed_arch
-                      and _frozen(p.config, QUERY_ONLY_KEYS) == key), None)
+                      and _frozen(p.config, QUERY_ONLY) == key), None)
         if match is None:
             group.auc_gain_note = f"no passive ({PASSIVE_HEURISTIC}) run of fixed {group.fixed_arch} with this configuration"
             continue

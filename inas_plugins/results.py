@@ -67,10 +67,10 @@ def write_results(run_dir: str | os.PathLike, config: dict, rounds: list[dict], 
 
 
 def _run_title(config: dict) -> str:
-    from .config import flat_config  # nested and old flat configs alike
-
-    config = flat_config(config)
-    parts = [str(config[key]) for key in ("dataset", "heuristic") if config.get(key)]
+    """``digits, softmax_response, seed 3`` from a configuration's nested layout (what is present of it)."""
+    query = config.get("query")
+    heuristic = query.get("heuristic") if isinstance(query, dict) else None
+    parts = [str(value) for value in (config.get("dataset"), heuristic) if value]
     if "seed" in config:
         parts.append(f"seed {config['seed']}")
     return ", ".join(parts)

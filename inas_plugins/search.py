@@ -153,7 +153,7 @@ class _Contender:
         if self.run.epochs_done < epochs:
             began = time.perf_counter()
             self.run.train_until(epochs)
-            self.scores[epochs] = trainer.evaluate(self.model, validation)
+            self.scores[epochs] = trainer.evaluate(self.run.evaluation_model, validation)
             self.seconds += time.perf_counter() - began
             return self.scores[epochs]
         # Trained before: use the score of the first rung at or beyond this budget.

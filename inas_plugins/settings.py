@@ -9,6 +9,7 @@ one default and one range check wherever it is used. Importing this module impor
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional, TypeVar
 
@@ -19,22 +20,46 @@ T = TypeVar("T")
 PREMATURE_SCHEDULES = ("compressed", "early_stop")
 
 
-def check_positive_int(owner: str, name: str, value: Any) -> None:
-    """One-line ValueError unless ``value`` is an integer >= 1 (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner} {name} must be a positive integer, got {value!r}")
+class SettingError(ValueError):
+    """Bad input whose one-line message names the settings it is about.
+
+    The library names a setting by its field (``initial``, ``mc_samples``) or its path in a run's
+    configuration (``query.mc_samples``); ``settings`` lists the names the message uses, each only as
+    that setting, so a front end can name them its own way: the command line by its flags
+    (``--mc-samples``), through the one table of them (``inas_plugins.config.RUN_FLAGS``).
+    """
+
+    def __init__(self, message: str, *settings: str) -> None:
+        super().__init__(message)
+        self.settings: tuple[str, ...] = settings
+
+
+def setting_path(owner: str, name: str) -> str:
+    """``"query", "mc_samples"`` -> ``"query.mc_samples"``; no owner: the bare name."""
+    return f"{owner}.{name}" if owner else name
+
+
+def check_positive_int(owner: str, name: str, value: Any, error: type[SettingError] = SettingError) -> int:
+    """``value`` as an int if it is an integer >= 1 (numpy's included, bools refused), else a
+    one-line ``error`` (a :class:`SettingError` or subclass) naming the setting ``owner.name``
+    (``name`` alone without owner)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        path = setting_path(owner, name)
+        raise error(f"{path} must be a positive integer, got {value!r}", path)
+    return int(value)
 
 
 def check_fraction(owner: str, name: str, value: Any, *, low_open: bool = True, high_closed: bool = False,
                    low: float = 0.0, high: float = 1.0) -> None:
-    """One-line ValueError unless ``value`` is a finite number in the stated interval."""
+    """One-line :class:`SettingError` naming ``owner.name`` unless ``value`` is a finite number in the interval."""
+    path = setting_path(owner, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{owner} {name} must be a number, got {value!r}")
+        raise SettingError(f"{path} must be a number, got {value!r}", path)
     above = value > low if low_open else value >= low
     below = value <= high if high_closed else value < high
     if not (above and below):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{']' if high_closed else ')'}"
-        raise ValueError(f"{owner} {name} must be in {interval}, got {value!r}")
+        raise SettingError(f"{path} must be in {interval}, got {value!r}", path)
 
 
 def settings_from_dict(cls: type[T], data: Any, what: str) -> T:
@@ -70,15 +95,15 @@ class SearchOptions:
     successive_halving: bool = False
 
     def __post_init__(self) -> None:
-        check_positive_int("search", "iterations", self.iterations)
+        object.__setattr__(self, "iterations", check_positive_int("search", "iterations", self.iterations))
         check_fraction("search", "val_fraction", self.val_fraction)
         check_fraction("search", "premature_fraction", self.premature_fraction, high_closed=True)
         if self.premature_schedule not in PREMATURE_SCHEDULES:
-            raise ValueError(f"search premature_schedule must be one of {', '.join(PREMATURE_SCHEDULES)}, "
-                             f"got {self.premature_schedule!r}")
+            raise SettingError(f"search.premature_schedule must be one of {', '.join(PREMATURE_SCHEDULES)}, "
+                               f"got {self.premature_schedule!r}", "search.premature_schedule")
         for name in ("inherit_weights", "successive_halving"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"search {name} must be true or false, got {getattr(self, name)!r}")
+                raise SettingError(f"search.{name} must be true or false, got {getattr(self, name)!r}", f"search.{name}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,11 +130,11 @@ class QueryOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.heuristic, str) or not self.heuristic:
-            raise ValueError(f"query heuristic must be a heuristic name, got {self.heuristic!r}")
-        check_positive_int("query", "mc_samples", self.mc_samples)
+            raise SettingError(f"query.heuristic must be a heuristic name, got {self.heuristic!r}", "query.heuristic")
+        object.__setattr__(self, "mc_samples", check_positive_int("query", "mc_samples", self.mc_samples))
         check_fraction("query", "mc_dropout_rate", self.mc_dropout_rate, low_open=False)
         if self.pool_subset is not None:
-            check_positive_int("query", "pool_subset", self.pool_subset)
+            object.__setattr__(self, "pool_subset", check_positive_int("query", "pool_subset", self.pool_subset))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from .settings import check_positive_int
+
 # Layers per block (beta) for each block type, and the layers outside the blocks (alpha):
 # the stem convolution and the classifier.
 BLOCK_LAYERS = {"basic": 2, "bottleneck": 3}
@@ -73,8 +75,8 @@ class SearchSpace:
     block: str = "basic"
 
     def __post_init__(self) -> None:
-        if self.max_blocks < 1 or self.max_stacks < 1:
-            raise ValueError(f"a search space needs max_blocks and max_stacks >= 1, got {self.max_blocks}x{self.max_stacks}")
+        check_positive_int("", "max_blocks", self.max_blocks)
+        check_positive_int("", "max_stacks", self.max_stacks)
         if self.block not in BLOCK_LAYERS:
             raise ValueError(f"unknown block type {self.block!r}; choose one of {', '.join(BLOCK_LAYERS)}")
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .atomic import atomic_write_json, atomic_write_text
-from .config import RUN_FLAGS, SECTIONS
+from .config import RUN_FLAGS, SEARCHED_ARCH, SECTIONS
 from .rundir import CHECKPOINT_NAME, CONFIG_NAME, RESULTS_JSON
 
 MANIFEST = "sweep.json"
@@ -48,7 +48,6 @@ REPORT_PLOT = "report.png"
 REPORT_TABLES = "report.md"
 REPORT_JSON = "report.json"
 MANIFEST_VERSION = 1
-INAS_ARCH = "inas"  # the grid value of --arch that means the iNAS search (no fixed architecture)
 
 # Options of ``inas run`` that the sweep sets for every run itself.
 SWEEP_OWNED = {
@@ -146,11 +145,11 @@ def merge_grids(*grids: dict[str, Any]) -> dict[str, list[Any]]:
 
 def option_args(values: dict[str, Any]) -> list[str]:
     """``{"seed": 1, "augment": False}`` -> ``["--seed", "1", "--no-augment"]``; ``arch = "inas"`` (the
-    search, which ``inas run`` gets by having no ``--arch``) gives no option, so a grid can compare
-    iNAS with fixed networks: ``--arch inas 1x2 2x4``."""
+    search, the default of ``inas run``) gives no option, so a grid can compare iNAS with fixed
+    networks, ``--arch inas 1x2 2x4``, and the runs of grids written before keep their options."""
     args: list[str] = []
     for flag, value in values.items():
-        if flag == "arch" and value == INAS_ARCH:
+        if flag == "arch" and value == SEARCHED_ARCH:
             continue
         if isinstance(value, bool):
             args.append(f"--{flag}" if value else f"--no-{flag}")

@@ -81,11 +81,13 @@ def _above_nine(fd: int) -> int:
     return moved
 
 
-def capture(executable: str, profile: Path, url: str, out: Path, ready: str, *, width: int = 1400, height: int = 900,
-            cookies: Optional[dict] = None, prepare: Optional[str] = None) -> str:
+def capture(executable: str, profile: Path, url: str, out: Path, ready: str, *, probe: str = "null",
+            width: int = 1400, height: int = 900, cookies: Optional[dict] = None,
+            prepare: Optional[str] = None) -> tuple[str, object]:
     """Open ``url`` (with ``cookies`` for its site), wait until the JavaScript expression ``ready`` is true,
     run the JavaScript ``prepare`` (close a panel, say), save a PNG of the page as ``out``; return the URL
-    the page ended on. A page that never gets ready is an AssertionError, with its picture beside ``out``."""
+    the page ended on and the value of the expression ``probe`` on the page as captured. A page that never
+    gets ready is an AssertionError, with its picture beside ``out``."""
     browser = Chromium(executable, profile)
     try:
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -110,10 +112,10 @@ def capture(executable: str, profile: Path, url: str, out: Path, ready: str, *, 
         if prepare:
             browser.send("Runtime.evaluate", {"expression": prepare}, session=session)
         time.sleep(2)  # let images and the layout settle
-        where = browser.send("Runtime.evaluate", {"expression": "location.href", "returnByValue": True},
-                             session=session)["result"]["value"]
+        where, seen = (browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                                    session=session)["result"].get("value") for expression in ("location.href", probe))
         shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=session)
         out.write_bytes(base64.b64decode(shot["data"]))
-        return where
+        return where, seen
     finally:
         browser.close()

@@ -41,15 +41,20 @@ def test_run_end_to_end_writes_a_loadable_run(tmp_path) -> None:
     [
         (["--dataset", "mnist"], "unknown dataset 'mnist'; choose one of"),
         (["--heuristic", "oracle"], "oracle"),
-        (["--budget", "10"], "below the initial"),
+        (["--budget", "10"], "--budget (10) is below --initial (20)"),
         (["--arch", "9x9"], "outside the search space"),
         (["--arch", "big"], "not of the form"),
         (["--query-size", "5", "--schedule", "0:5"], "either --query-size or --schedule"),
-        (["--preset", "huge"], "unknown preset 'huge'"),
-        (["--device", "tpu"], "unknown device 'tpu'"),
-        (["--epochs", "0"], "epochs must be a positive integer"),
-        (["--premature-fraction", "1.5"], "premature_fraction must be in (0, 1]"),
-        (["--mc-samples", "0"], "mc_samples must be a positive integer"),
+        (["--preset", "huge"], "'huge' is not one of 'paper', 'cpu', 'quick'"),
+        (["--device", "tpu"], "'tpu' is not one of 'auto', 'cpu', 'cuda'"),
+        (["--premature-schedule", "late"], "'late' is not one of 'compressed', 'early_stop'"),
+        (["--epochs", "0"], "--epochs"),
+        (["--premature-fraction", "1.5"], "--premature-fraction must be in (0, 1]"),
+        (["--mc-samples", "0"], "--mc-samples must be a positive integer"),
+        (["--start-arch", "0x1"], "--start-arch 0x1: an architecture needs at least 1 block"),
+        (["--image-size", "4"], "--image-size must be in [8, 1024] pixels"),
+        (["--data-dir", "/tmp"], "synthetic is built in and takes no --data-dir; for images on disk use --dataset "
+                                 "'folder' with --data-dir DIR"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, args, message) -> None:
@@ -58,6 +63,8 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, args, message) -> Non
     result = invoke("run", *base, *args, "--out", str(out))
     assert result.exit_code != 0
     assert message in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.output
     assert "Traceback" not in result.output
     assert not out.exists()
 

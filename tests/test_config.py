@@ -1,4 +1,4 @@
-"""The run configuration: nested layout, migration of old flat configs, one flag table, one flat view."""
+"""The run configuration: the nested layout, errors that name settings, one flag table."""
 
 from __future__ import annotations
 
@@ -12,33 +12,11 @@ import pytest
 import typer.main
 
 from inas_cli.main import app
-from inas_plugins.config import (LEGACY_KEYS, OWN_FIELDS, PRESETS, RUN_FLAGS, SECTIONS, RunConfig, flat_config,
-                                 flag_overrides, resolve_config)
-from inas_plugins.settings import QueryOptions, SearchOptions
+from inas_plugins.config import (OWN_FIELDS, PRESETS, RUN_FLAGS, SECTIONS, RunConfig, flag_of, flag_overrides,
+                                 resolve_config)
+from inas_plugins.settings import QueryOptions, SearchOptions, SettingError
 from inas_plugins.training.recipe import TrainRecipe
 
-# config.json of a run written before the settings sections existed (`inas run --dataset synthetic
-# --seed 3`, quick preset): one flat dict.
-OLD_FLAT_QUICK = {
-    "dataset": "synthetic", "data_dir": None, "heuristic": "softmax_response", "arch": None, "start_arch": "1x1",
-    "max_blocks": 4, "max_stacks": 3, "block": "basic", "initial": 50, "query_schedule": [[0, 50], [300, 150]],
-    "budget": 600, "pool_subset": None, "epochs": 20, "epoch_size": 2000, "batch_size": 64, "lr": 0.1,
-    "momentum": 0.9, "weight_decay": 0.0005, "augment": None, "base_width": 8, "drop_rate": 0.0,
-    "val_fraction": 0.2, "premature_fraction": 0.25, "search_iterations": 1, "inherit_weights": False,
-    "successive_halving": False, "mc_samples": 50, "mc_dropout_rate": 0.5, "limit_train": None, "limit_test": None,
-    "seed": 3, "data_seed": 0, "device": "auto", "preset": "quick",
-}
-# The same for the cpu preset on CIFAR (`--dataset folder --preset cpu`).
-OLD_FLAT_CPU = {
-    "dataset": "folder", "data_dir": None, "heuristic": "softmax_response", "arch": None, "start_arch": "1x1",
-    "max_blocks": 4, "max_stacks": 4, "block": "basic", "initial": 200,
-    "query_schedule": [[0, 200], [400, 400], [800, 800], [1600, 1600]], "budget": 3200, "pool_subset": None,
-    "epochs": 24, "epoch_size": 4000, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0005,
-    "augment": None, "base_width": 16, "drop_rate": 0.0, "val_fraction": 0.2, "premature_fraction": 0.125,
-    "search_iterations": 1, "inherit_weights": False, "successive_halving": False, "mc_samples": 50,
-    "mc_dropout_rate": 0.5, "limit_train": 10000, "limit_test": 2000, "seed": 0, "data_seed": 0, "device": "auto",
-    "preset": "cpu",
-}
 NOT_SETTINGS = {"out", "resume", "quiet", "preset", "query_size", "schedule", "threads", "parallel_candidates"}
 
 
@@ -66,7 +44,7 @@ def test_to_dict_is_nested_and_round_trips_through_json():
 
 def test_the_copies_are_gone_from_the_flat_level():
     config = RunConfig()
-    for name in LEGACY_KEYS:
+    for name in ("heuristic", "epochs", "search_iterations", "mc_samples", "pool_subset", "val_fraction"):
         assert not hasattr(config, name), name
     assert not hasattr(config, "train_recipe")
     assert config.uses_search and not RunConfig(arch="2x4").uses_search
@@ -80,34 +58,10 @@ def test_a_config_does_not_share_the_callers_lists():
     assert config.query_schedule[0][1] == 2000
 
 
-# --------------------------------------------------------------------------- migration of old runs
-
-
-@pytest.mark.parametrize("old, overrides, preset", [
-    (OLD_FLAT_QUICK, {"dataset": "synthetic", "seed": 3}, "quick"),
-    (OLD_FLAT_CPU, {"dataset": "folder"}, "cpu"),
-])
-def test_an_old_flat_config_is_migrated_to_the_same_config(old, overrides, preset):
-    migrated = RunConfig.from_dict(json.loads(json.dumps(old)))
-    assert migrated == resolve_config(overrides, preset=preset)
-    assert migrated.train.epochs == old["epochs"] and migrated.train.epoch_size == old["epoch_size"]
-    assert migrated.search.iterations == old["search_iterations"]
-    assert migrated.search.premature_fraction == old["premature_fraction"]
-    assert migrated.query.heuristic == old["heuristic"] and migrated.query.mc_samples == old["mc_samples"]
-    # The flat view of the new layout is exactly the old layout.
-    assert flat_config(migrated.to_dict()) == old
-    assert list(flat_config(migrated.to_dict())) == list(old)
-    assert flat_config(old) == old
-
-
-def test_an_old_flat_config_with_other_values_keeps_them():
-    old = {**OLD_FLAT_QUICK, "arch": "2x3", "epochs": 7, "lr": 0.05, "momentum": 0.8, "val_fraction": 0.3,
-           "successive_halving": True, "mc_dropout_rate": 0.25, "pool_subset": 100}
-    config = RunConfig.from_dict(old)
-    assert (config.train.epochs, config.train.lr, config.train.momentum) == (7, 0.05, 0.8)
-    assert (config.search.val_fraction, config.search.successive_halving) == (0.3, True)
-    assert (config.query.mc_dropout_rate, config.query.pool_subset) == (0.25, 100)
-    assert not config.uses_search and config.fixed_arch is not None
+def test_the_flat_layout_nobody_writes_is_refused_with_the_keys_it_does_not_know():
+    flat = {**{k: v for k, v in RunConfig().to_dict().items() if k not in SECTIONS}, "epochs": 20, "heuristic": "sr"}
+    with pytest.raises(ValueError, match=r"unknown configuration keys \['epochs', 'heuristic'\]"):
+        RunConfig.from_dict(flat)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -135,20 +89,49 @@ def test_an_old_flat_config_with_other_values_keeps_them():
     ({"budget": "lots"}, "budget"),
     ({"initial": None}, "initial"),
     ({"query_schedule": [[0, "x"]]}, "query_schedule"),
-    ({"query_schedule": [[0]]}, "query schedule"),
+    ({"query_schedule": [[0]]}, "query_schedule"),
     ({"augment": "yes"}, "augment"),
-    ({"drop_rate": 1.0}, "drop-rate"),
-    ({"base_width": 0}, "base-width"),
-    ({"limit_train": 0}, "limit-train"),
+    ({"drop_rate": 1.0}, "drop_rate"),
+    ({"base_width": 0}, "base_width"),
+    ({"limit_train": 0}, "limit_train"),
     ({"flavour": "mint"}, "flavour"),
     ({"train": {"flavour": "mint"}}, "flavour"),
-    ({"epochs": 5, "train": {"epochs": 6}}, "train.epochs"),
 ])
 def test_bad_values_are_one_line_naming_the_key(values, named):
     with pytest.raises(ValueError) as caught:
         RunConfig.from_dict(values)
     message = str(caught.value)
     assert "\n" not in message and named in message, message
+
+
+@pytest.mark.parametrize("overrides, settings, message", [
+    ({"initial": 0}, ("initial",), "initial must be a positive integer, got 0"),
+    ({"budget": 10}, ("budget", "initial"), "budget (10) is below initial (50)"),
+    ({"mc_samples": 0}, ("query.mc_samples",), "query.mc_samples must be a positive integer, got 0"),
+    ({"search_iterations": 0}, ("search.iterations",), "search.iterations must be a positive integer, got 0"),
+    ({"epochs": 0}, ("train.epochs",), "train.epochs"),
+    ({"lr": -1.0}, ("train.lr",), "train.lr"),
+    ({"start_arch": "9x9"}, ("start_arch",), "start_arch 9x9: architecture 9x9 is outside the search space"),
+    ({"arch": "0x2"}, ("arch",), "arch 0x2: an architecture needs at least 1 block"),
+    ({"image_size": 3}, ("image_size",), "image_size must be in [8, 1024] pixels, got 3"),
+    ({"premature_schedule": "late"}, ("search.premature_schedule",), "one of compressed, early_stop"),
+    ({"seed": -1}, ("seed",), "seed must be in [0, 4294967295], got -1"),
+    ({"epoch_size": "many"}, ("train.epoch_size",), "train.epoch_size must be an integer, got 'many'"),
+])
+def test_errors_name_the_setting_by_field_and_never_by_flag(overrides, settings, message):
+    with pytest.raises(SettingError) as caught:
+        resolve_config({"dataset": "synthetic", **overrides}, preset="quick")
+    text = str(caught.value)
+    assert caught.value.settings == settings and message in text, text
+    assert "--" not in text and "\n" not in text
+
+
+def test_every_setting_name_of_an_error_maps_to_its_flag():
+    assert (flag_of("initial"), flag_of("query.mc_samples"), flag_of("mc_samples")) == ("--initial", "--mc-samples",
+                                                                                       "--mc-samples")
+    assert flag_of("search.iterations") == "--search-iterations" and flag_of("data_seed") is None
+    for entry in RUN_FLAGS:
+        assert flag_of(entry.path) == flag_of(entry.field) == f"--{entry.flag}", entry
 
 
 def test_unknown_keys_list_the_valid_ones():
@@ -211,9 +194,26 @@ def test_the_flag_table_covers_every_inas_run_option_but_the_non_settings():
     for entry in RUN_FLAGS:
         option = params[entry.param]
         assert option.opts == [f"--{entry.flag}"] and option.help == entry.help
+        annotation = option.type_descriptor.annotation
+        assert annotation is entry.value_type or [choice.value for choice in annotation] == list(entry.choices), entry
 
 
-def test_every_flag_sets_a_real_setting_under_its_old_flat_name():
+def test_label_init_offers_the_setting_options_of_inas_run_from_the_same_table():
+    from inas_cli.label_cmd import RUN_ONLY
+
+    run = {param.name: param for param in run_command().params}
+    init = {param.name: param for param in typer.main.get_command(app).commands["label"].commands["init"].params}
+    assert set(RUN_ONLY) <= {entry.flag for entry in RUN_FLAGS}
+    for entry in RUN_FLAGS:
+        if entry.flag in RUN_ONLY:
+            assert entry.param not in init or entry.flag == "data-dir", entry
+            continue
+        mine, theirs = init[entry.param], run[entry.param]
+        assert (mine.opts, mine.secondary_opts, mine.help) == (theirs.opts, theirs.secondary_opts, theirs.help)
+        assert mine.type_descriptor.annotation is theirs.type_descriptor.annotation, entry
+
+
+def test_every_flag_sets_a_real_setting():
     assert len({entry.flag for entry in RUN_FLAGS}) == len(RUN_FLAGS)
     for entry in RUN_FLAGS:
         if entry.section is None:
@@ -221,7 +221,17 @@ def test_every_flag_sets_a_real_setting_under_its_old_flat_name():
             assert entry.param == entry.field
         else:
             assert entry.field in {f.name for f in fields(SECTIONS[entry.section])}, entry
-            assert LEGACY_KEYS.get(entry.param, (entry.section, entry.field)) == (entry.section, entry.field), entry
+
+
+def test_arch_inas_means_the_search_for_inas_run_as_for_inas_sweep():
+    from inas_plugins.config import SEARCHED_ARCH, resume_conflicts
+    from inas_plugins.sweep import option_args
+
+    searched = resolve_config({"dataset": "synthetic", "arch": SEARCHED_ARCH}, preset="quick")
+    assert searched.arch is None and searched.uses_search
+    assert resume_conflicts(searched, {"arch": "inas"}) == []
+    assert resume_conflicts(searched, {"arch": "1x2"}) == ["--arch 1x2 (the run has inas)"]
+    assert option_args({"arch": SEARCHED_ARCH, "seed": 1}) == ["--seed", "1"]
 
 
 def test_flag_overrides_route_each_option_to_its_setting():
@@ -231,21 +241,6 @@ def test_flag_overrides_route_each_option_to_its_setting():
                       "data_dir": "/d", "seed": 4}
     with pytest.raises(ValueError, match="unknown option 'out'"):
         flag_overrides({"out": "x"})
-
-
-# --------------------------------------------------------------------------- the flat view
-
-
-def test_flat_config_shows_newer_settings_only_when_they_differ_from_the_default():
-    data = RunConfig().to_dict()
-    assert "lr_gamma" not in flat_config(data) and "eval_batch_size" not in flat_config(data)
-    data["train"]["lr_gamma"] = 0.2
-    assert flat_config(data)["lr_gamma"] == 0.2
-
-
-def test_flat_config_passes_foreign_keys_through():
-    assert flat_config({"dataset": "digits", "search": True, "workers": 4}) == {"dataset": "digits", "search": True,
-                                                                                 "workers": 4}
 
 
 def test_importing_the_config_module_does_not_import_torch():

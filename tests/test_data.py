@@ -83,7 +83,7 @@ def test_bad_options_name_the_valid_ones():
     assert_one_line(error, "takes no options")
     with pytest.raises(DatasetError) as error:
         load_dataset("digits", "/tmp")
-    assert_one_line(error, "--data-dir", "folder")
+    assert_one_line(error, "takes no data_dir", "dataset 'folder'")
     with pytest.raises(DatasetError) as error:
         load_dataset("digits", test_fraction=1.0)
     assert_one_line(error, "test_fraction")
@@ -239,7 +239,7 @@ def test_folder_bad_layouts_give_one_line_errors(tmp_path: Path):
     cases = []
     with pytest.raises(DatasetError) as error:
         load_dataset("folder")
-    cases.append((error, "--data-dir"))
+    cases.append((error, "needs data_dir DIR"))
     with pytest.raises(DatasetError) as error:
         load_dataset("folder", tmp_path / "missing")
     cases.append((error, "does not exist", "missing"))
@@ -332,7 +332,7 @@ def test_folder_cache_is_opt_in_and_reused(tmp_path: Path, monkeypatch: pytest.M
 def test_cifar10_offline_without_download_names_data_dir_and_folder(tmp_path: Path, no_network: None):
     with pytest.raises(DatasetError) as error:
         load_dataset("cifar10", tmp_path, download=False)
-    assert_one_line(error, "cifar10", str(tmp_path), "--data-dir", "--dataset folder")
+    assert_one_line(error, "cifar10", str(tmp_path), "data_dir DIR", "dataset 'folder'")
 
 
 def test_cifar10_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None):
@@ -346,7 +346,7 @@ def test_cifar10_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(DatasetError) as error:
         load_dataset("cifar10", tmp_path / "cache", download=True)
     assert attempts, "the download was not attempted"
-    assert_one_line(error, "could not be downloaded (offline?", "name resolution", "--data-dir", "--dataset folder")
+    assert_one_line(error, "could not be downloaded (offline?", "name resolution", "data_dir DIR", "dataset 'folder'")
 
 
 def test_default_data_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -386,7 +386,7 @@ def test_cifar10_from_an_image_folder_copy(tmp_path: Path):
     assert data.name == "cifar10" and data.num_classes == 10 and data.flips_valid and len(data.train) == 10
     with pytest.raises(DatasetError) as error:
         load_dataset("cifar100", tmp_path, download=False, progress=False)
-    assert_one_line(error, "10 classes", "cifar100 has 100", "--dataset folder")
+    assert_one_line(error, "10 classes", "cifar100 has 100", "dataset 'folder'")
 
 
 def test_digits_match_scikit_learn(monkeypatch: pytest.MonkeyPatch):

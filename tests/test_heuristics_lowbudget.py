@@ -359,7 +359,7 @@ def test_more_picks_than_the_pool_is_one_clear_error(name):
         create_heuristic(name).select(outputs, 21, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("name", ["badge", "typiclust", "probcover"])
+@pytest.mark.parametrize("name", ["badge", "typiclust", "probcover", "coreset"])
 @pytest.mark.parametrize("where", ["pool", "labelled"])
 def test_embeddings_with_nans_are_one_clear_error(name, where):
     points = torch.from_numpy(blobs(30))

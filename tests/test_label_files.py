@@ -268,15 +268,20 @@ def test_init_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path) -> No
         (["--data-dir", data], "give the classes with either --classes"),
         (["--data-dir", data, "--classes", "top,left"], "labelled/bird is not one of the classes (top, left)"),
         (["--data-dir", data, "--classes", "top,left,bird", "--heuristic", "oracle"], "oracle"),
-        (["--data-dir", data, "--classes", "top,left,bird", "--epochs", "0"], "epochs must be a positive integer"),
+        (["--data-dir", data, "--classes", "top,left,bird", "--epochs", "0"], "--epochs"),
+        (["--data-dir", data, "--classes", "top,left,bird", "--mc-samples", "0"],
+         "--mc-samples must be a positive integer, got 0"),
         (["--data-dir", data, "--classes", "top,left,bird", "--premature-schedule", "halfway"],
-         "premature_schedule must be one of compressed, early_stop"),
+         "'halfway' is not one of 'compressed', 'early_stop'"),
+        (["--data-dir", data, "--classes", "top,left,bird", "--image-size", "4"],
+         "--image-size must be in [8, 1024] pixels, got 4"),
         (["--data-dir", data, "--classes", "top,left,bird", "--label-studio", "http://127.0.0.1:9", "--api-key", "k",
           "--document-root", data], "must lie strictly below the Label Studio document root"),
     ]
     for args, message in cases:
         result = invoke("label", "init", run_dir, *TINY, *args)
         assert result.exit_code == 2 and message in result.output, (message, result.output)
+        assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
         assert not run_dir.exists()
     classes_file = tmp_path / "classes.txt"
     classes_file.write_text("# the classes\ntop\nleft\n\nbird\n")
@@ -300,3 +305,16 @@ def test_a_second_command_on_a_busy_run_stops_with_one_line(run, tmp_path) -> No
             result = invoke("label", *args)
             assert result.exit_code == 2 and "another `inas label` command is working on" in result.output
     assert "imported 8 new" in invoke("label", "import", run_dir, answered).output
+
+
+def test_the_label_studio_key_comes_from_the_option_or_its_environment_variable(tmp_path, monkeypatch) -> None:
+    data = make_pool(tmp_path / "data", n=6, test=1)
+    args = ["label", "init", tmp_path / "run", "--data-dir", data, "--classes", "top,left", *TINY,
+            "--label-studio", "http://127.0.0.1:9", "--document-root", data]
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    result = invoke(*args)
+    assert result.exit_code == 2 and "needs an API key: pass --api-key or set LABEL_STUDIO_API_KEY" in result.output
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "k")  # read by the option itself: past the key check, to the next one
+    result = invoke(*args)
+    assert result.exit_code == 2 and "must lie strictly below the Label Studio document root" in result.output
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,11 @@ server's REST API the way the web interface does (submit, skip, update), then ru
 They skip, saying why, only where the server cannot be installed or started.
 
 ``INAS_LABEL_SCREENSHOT=docs/label-studio-labelling.png`` makes the screenshot test also write the
-picture the README shows.
+picture the README shows; with ``INAS_LABEL_SCREENSHOT_PHOTOS=~/data/cifar10`` (any folder with
+``train/<class>/`` photos) the pool is made of those photos, cats and dogs, instead of drawn patterns:
+
+    INAS_LABEL_SCREENSHOT=docs/label-studio-labelling.png INAS_LABEL_SCREENSHOT_PHOTOS=~/data/cifar10 \
+        pytest tests/test_label_studio.py -k screenshot
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import csv
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,7 +34,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from chromium import capture, find_chromium
 from test_label_files import CLASSES, invoke, make_pool, status, truth
@@ -211,19 +218,40 @@ def update(server: Server, annotation: int, result: list[dict]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def label_open_tasks(server: Server, project: int) -> int:
+def label_open_tasks(server: Server, project: int, classes: tuple[str, ...] = CLASSES) -> int:
     done = 0
     for task in tasks(server, project):
         if not task["annotations"]:
-            submit(server, task, choice(truth(task["data"]["path"])))
+            submit(server, task, choice(truth_in(classes, task["data"]["path"])))
             done += 1
     return done
 
 
-def init_run(server: Server, tmp_path: Path, *extra: str) -> tuple[Path, Path, int]:
-    data = make_pool(server.root / "data", n=30, test=4)
+def truth_in(classes: tuple[str, ...], path: str) -> str:
+    """The class of pool image ``img<NNN>`` (NNN % 2), as make_pool and photo_pool lay them out."""
+    return classes[int(re.search(r"img(\d+)", path).group(1)) % 2]
+
+
+def photo_pool(root: Path, photos: Path, classes: tuple[str, ...], n: int = 30, test: int = 4) -> Path:
+    """make_pool's layout from real photos: ``photos/train/<class>/`` files, alternating between ``classes``."""
+    sources = {name: sorted((photos / "train" / name).iterdir()) for name in classes}
+    for i in range(n):
+        path = root / "unlabelled" / f"sub{i % 3}" / f"img{i:03d}{sources[classes[i % 2]][i // 2].suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sources[classes[i % 2]][i // 2], path)
+    for name in classes:
+        for i in range(test):
+            path = root / "test" / name / f"t{i}{sources[name][n + i].suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sources[name][n + i], path)
+    return root
+
+
+def init_run(server: Server, tmp_path: Path, *extra: str, data: Path | None = None,
+             classes: tuple[str, ...] = CLASSES) -> tuple[Path, Path, int]:
+    data = data or make_pool(server.root / "data", n=30, test=4)
     run_dir = tmp_path / "run"
-    result = invoke("label", "init", run_dir, "--data-dir", data, "--classes", ",".join(CLASSES),
+    result = invoke("label", "init", run_dir, "--data-dir", data, "--classes", ",".join(classes),
                     "--label-studio", server.url, "--api-key", TOKEN, *TINY, *extra)
     assert result.exit_code == 0, result.output
     project = json.loads((run_dir / "project.json").read_text())["studio"]["project_id"]
@@ -341,27 +369,75 @@ def _login_cookies(server: Server) -> dict[str, str]:
         return dict(browser.cookies)
 
 
-def screenshot(server: Server, path: str, out: Path, ready: str, width: int = 1400, height: int = 900) -> str:
-    """Log in, open ``path``, wait until the JavaScript expression ``ready`` is true, save a PNG; return the URL."""
+def screenshot(server: Server, path: str, out: Path, ready: str, probe: str = "null", width: int = 1400,
+               height: int = 900) -> tuple[str, object]:
+    """Log in, open ``path``, wait until the JavaScript expression ``ready`` is true, save a PNG; return the
+    URL and the value of the expression ``probe`` on the page as captured."""
     executable = find_chromium()
     if executable is None:
         pytest.skip("no headless browser installed (apt-get install -y chromium)")
-    return capture(executable, server.root / "chromium-profile", server.url + path, out, ready, width=width,
-                   height=height, cookies=_login_cookies(server))
+    return capture(executable, server.root / "chromium-profile", server.url + path, out, ready, probe=probe,
+                   width=width, height=height, cookies=_login_cookies(server))
+
+
+# What the labelling page shows, read from the page itself: the images drawn on it (largest first,
+# with the RGB pixels of the largest as the browser decoded it) and the class choices that are ticked.
+PAGE_PROBE = """(() => {
+  const images = [...document.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0)
+    .map(i => ({element: i, box: i.getBoundingClientRect()}))
+    .map(({element, box}) => ({element, src: element.currentSrc || element.src, width: element.naturalWidth,
+                               height: element.naturalHeight, area: box.width * box.height}))
+    .sort((a, b) => b.area - a.area);
+  let pixels = null;
+  if (images.length) {
+    const canvas = document.createElement('canvas');
+    canvas.width = images[0].width;
+    canvas.height = images[0].height;
+    const context = canvas.getContext('2d');
+    context.drawImage(images[0].element, 0, 0);
+    pixels = Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data).filter((_, k) => k % 4 !== 3);
+  }
+  const ticked = [...document.querySelectorAll('input[type=checkbox], input[type=radio]')].filter(i => i.checked)
+    .map(i => (i.closest('label') || i.parentElement).textContent.trim());
+  return {images: images.map(({element, ...rest}) => rest), pixels, ticked};
+})()"""
+
+
+def rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.float64).ravel()
 
 
 def test_screenshot_of_the_labelling_page(server, tmp_path) -> None:
-    run_dir, _, project = init_run(server, tmp_path)
-    label_open_tasks(server, project)
+    photos = os.environ.get("INAS_LABEL_SCREENSHOT_PHOTOS")
+    classes = ("cat", "dog") if photos else CLASSES
+    data = photo_pool(server.root / "data", Path(photos).expanduser(), classes) if photos else None
+    run_dir, data, project = init_run(server, tmp_path, data=data, classes=classes)
+    label_open_tasks(server, project, classes)
     assert sync(run_dir).exit_code == 0
     task = max((t for t in tasks(server, project) if not t["annotations"]), key=lambda t: t["data"]["query_score"])
+    predicted = task["predictions"][0]["result"][0]["value"]["choices"]
+    assert predicted == [task["data"]["predicted"]] and predicted[0] in classes
     out = tmp_path / "labelling.png"
     # Ready: the image is shown with the class choices and the Submit button of the labelling page.
     ready = ("document.querySelectorAll('img').length > 0 && "
              "[...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Submit') && "
-             f"[...document.querySelectorAll('label')].some(l => l.textContent.startsWith('{CLASSES[1]}'))")
-    where = screenshot(server, f"/projects/{project}/data?task={task['id']}", out, ready)
+             f"[...document.querySelectorAll('label')].some(l => l.textContent.startsWith('{classes[1]}'))")
+    where, page = screenshot(server, f"/projects/{project}/data?task={task['id']}", out, ready, PAGE_PROBE)
     assert "/user/login" not in where and f"/projects/{project}/data" in where
+    # The large image on the page is this task's file, loaded in full: its pixels (decoded by the browser,
+    # so JPEGs within rounding) are those of the task's file and of no other image of the pool.
+    shown = page["images"][0]
+    with Image.open(data / task["data"]["path"]) as original:
+        assert (shown["width"], shown["height"]) == original.size, shown
+    assert shown["area"] > 100 * max(image["area"] for image in page["images"][1:] or [{"area": 1}])
+    pixels = np.asarray(page["pixels"], dtype=np.float64)
+    distance = {path.relative_to(data).as_posix(): np.abs(rgb(path) - pixels).mean() if rgb(path).shape == pixels.shape
+                else np.inf for path in (data / "unlabelled").rglob("img*")}
+    assert min(distance, key=distance.get) == task["data"]["path"] and distance[task["data"]["path"]] < 3, distance
+    # The model's class comes pre-selected, and only it.
+    ticked = [re.sub(r"\[\d+\]$", "", label) for label in page["ticked"]]  # "top[1]": the class and its hotkey
+    assert [label for label in ticked if label in classes] == predicted, page["ticked"]
     png = out.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")

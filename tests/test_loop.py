@@ -42,7 +42,7 @@ def test_schedule_switches_batch_size_and_clips_to_budget_and_pool() -> None:
 
 
 def test_invalid_configurations_name_the_problem() -> None:
-    with pytest.raises(ValueError, match="below the initial"):
+    with pytest.raises(ValueError, match=r"budget \(10\) is below initial"):
         tiny_config(budget=10)
     with pytest.raises(ValueError, match="outside the search space"):
         tiny_config(arch="3x1")

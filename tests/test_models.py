@@ -140,9 +140,11 @@ def test_reset_classifier_changes_the_output_width_and_still_trains() -> None:
     optimizer.step()
     assert new.weight.grad is not None and not torch.equal(new.weight.detach(), before)
     model.reset_classifier(4, global_pool="avg")
-    assert model.eval()(x).shape == (8, 4)
+    assert model.eval()(x).shape == (8, 4) and model.pretrained_cfg["num_classes"] == 4
     with pytest.raises(ValueError, match="num_classes"):
-        model.reset_classifier(0)
+        model.reset_classifier(-1)
+    model.reset_classifier(0)  # timm's way to drop the classifier: the pooled features come out
+    assert isinstance(model.get_classifier(), nn.Identity) and model(x).shape == (8, model.num_features)
     with pytest.raises(ValueError, match="global_pool"):
         model.reset_classifier(4, global_pool="max")
 
@@ -168,3 +170,52 @@ def test_timm_create_model_gives_the_timm_interface() -> None:
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(x), model.forward_head(model.forward_features(x)))
+
+
+# --------------------------------------------------------------------------- timm's configs and feature extraction
+
+
+def test_timm_resolves_the_data_config_of_every_registered_name() -> None:
+    from timm.data import resolve_data_config
+
+    from inas_plugins.models import CIFAR10_MEAN, CIFAR10_STD
+
+    model = timm.create_model("inas_resnet_i2_j3", num_classes=5, base_width=4)
+    config = resolve_data_config(model=model)
+    assert (config["input_size"], config["mean"], config["std"]) == ((3, 32, 32), CIFAR10_MEAN, CIFAR10_STD)
+    assert model.pretrained_cfg["architecture"] == "inas_resnet_i2_j3" and not model.pretrained_cfg["url"]
+    gray = resolve_data_config(model=timm.create_model("inas_resnet_i1_j1", in_chans=1, base_width=4))
+    assert gray["input_size"] == (1, 32, 32) and len(gray["mean"]) == len(gray["std"]) == 1
+    mine = timm.create_model("inas_resnet_i1_j1", base_width=4,
+                             pretrained_cfg_overlay={"input_size": (3, 64, 64), "mean": (0.1, 0.2, 0.3)})
+    assert resolve_data_config(model=mine)["input_size"] == (3, 64, 64)
+    assert resolve_data_config(model=mine)["mean"] == (0.1, 0.2, 0.3)
+
+
+def test_set_data_config_records_the_training_statistics_for_timm() -> None:
+    from timm.data import resolve_data_config
+
+    model = build_inas_resnet(Arch(1, 1), in_chans=1, base_width=4)
+    model.set_data_config(input_size=8, mean=[0.3], std=[0.2])
+    assert resolve_data_config(model=model) == {"input_size": (1, 8, 8), "interpolation": "bilinear",
+                                                "mean": (0.3,), "std": (0.2,), "crop_pct": 1.0,
+                                                "crop_mode": "center"}
+    with pytest.raises(ValueError, match="one value per input channel"):
+        model.set_data_config(mean=[0.1, 0.2, 0.3])
+
+
+def test_num_classes_zero_is_a_feature_extractor_as_in_timm() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("inas_resnet_i1_j2", num_classes=0, base_width=4).eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), model.forward_head(model.forward_features(x), pre_logits=True))
+    assert model(x).shape == (3, model.num_features) and model.num_classes == 0
+
+
+def test_features_only_gives_the_stem_and_every_stack() -> None:
+    extractor = timm.create_model("inas_resnet_i1_j3", features_only=True, base_width=4).eval()
+    with torch.no_grad():
+        maps = extractor(torch.randn(2, 3, 32, 32))
+    assert [tuple(m.shape[1:]) for m in maps] == [(4, 16, 16), (4, 16, 16), (8, 8, 8), (16, 4, 4)]
+    assert extractor.feature_info.reduction() == [2, 2, 4, 8]

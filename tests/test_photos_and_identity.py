@@ -40,7 +40,7 @@ def test_a_folder_of_mixed_photo_sizes_loads_with_image_size(tmp_path) -> None:
     for index, (h, w) in enumerate([(60, 80), (80, 60), (64, 64), (33, 100)]):
         photo(tmp_path / "train" / ("a" if index % 2 else "b") / f"{index}.png", h, w, seed=index)
         photo(tmp_path / "test" / ("a" if index % 2 else "b") / f"{index}.jpg", h, w, seed=10 + index)
-    with pytest.raises(DatasetError, match="--image-size S"):
+    with pytest.raises(DatasetError, match="pass image_size S"):
         load_dataset("folder", tmp_path, progress=False)
     data = load_dataset("folder", tmp_path, image_size=16, progress=False)
     assert data.image_size == (16, 16) and len(data.train) == 4 and len(data.test) == 4
@@ -57,7 +57,8 @@ def test_the_memory_estimate_refuses_with_the_numbers_before_decoding(tmp_path) 
     with pytest.raises(DatasetError) as error:
         load_dataset("folder", tmp_path, memory_limit=needed - 1, progress=False)
     message = str(error.value)
-    assert "decoding 6 images of 400x300" in message and "--image-size" in message and "\n" not in message
+    assert "decoding 6 images of 400x300" in message and "pass image_size S" in message and "\n" not in message
+    assert error.value.settings == ("image_size",)
     assert len(layout.all_files) == 6
     assert load_dataset("folder", tmp_path, memory_limit=needed, progress=False).image_size == (400, 300)
     small = load_dataset("folder", tmp_path, image_size=16, memory_limit=DECODE_PEAK_FACTOR * 6 * 3 * 16 * 16,
@@ -91,7 +92,7 @@ def test_the_identity_follows_the_content_not_the_place(tmp_path) -> None:
 
 def write_run(path, seed, identity, accuracies):
     path.mkdir(parents=True)
-    config = {"dataset": "folder", "heuristic": "softmax_response", "arch": None, "seed": seed,
+    config = {"dataset": "folder", "query": {"heuristic": "softmax_response"}, "arch": None, "seed": seed,
               "data_dir": f"/data/{path.name}", "data_identity": identity}
     rounds = [{"round": r, "labelled": 10 * (r + 1), "arch": [1, 1], "params": 10, "depth": 4, "test_accuracy": a,
                "candidates": []} for r, a in enumerate(accuracies)]
@@ -140,3 +141,20 @@ def test_importing_the_package_still_registers_the_networks_with_timm() -> None:
         code = f"{order}; print(timm.create_model('inas_resnet_i1_j2', num_classes=3).__class__.__name__)"
         assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True).stdout.strip() == "INASResNet"
+
+
+EXPORTS = """
+import sys
+import inas_plugins
+light = sorted(m for m in ("torch", "timm", "baal") if m in sys.modules)
+from inas_plugins import QueryOptions, SearchOptions, TrainRecipe, ScoreHeuristic, register_heuristic
+from inas_plugins.heuristics import HEURISTIC_CLASSES, get_heuristic_class, list_heuristics
+registered = sorted({get_heuristic_class(info.name).__name__ for info in list_heuristics() if info.source != "tests"})
+exported = sorted(name for name in HEURISTIC_CLASSES if getattr(inas_plugins, name) is not None)
+print(light, registered == sorted(HEURISTIC_CLASSES) == exported, set(inas_plugins.__all__) <= set(dir(inas_plugins)))
+"""
+
+
+def test_the_package_exports_the_settings_and_every_heuristic_class_lazily() -> None:
+    output = subprocess.run([sys.executable, "-c", EXPORTS], capture_output=True, text=True, check=True).stdout
+    assert output.strip().splitlines()[-1] == "[] True True", output

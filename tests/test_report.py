@@ -9,19 +9,21 @@ import pytest
 from typer.testing import CliRunner
 
 from inas_cli.main import app
-from inas_plugins.report import (auc_gain, auc_gain_by_budget, build_report, fixed_architecture,
-                                 format_curve_table, format_report_table, normalised_auc)
+from inas_plugins.config import resolve_config
+from inas_plugins.report import (auc_gain, auc_gain_by_budget, build_report, format_curve_table,
+                                 format_report_table, normalised_auc)
 from inas_plugins.results import atomic_write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-BASE_CONFIG = {"dataset": "digits", "heuristic": "softmax_response", "arch": None, "budget": 300,
-               "epochs": 2, "seed": 0, "device": "cpu", "data_dir": None}
+BASE_CONFIG = {"dataset": "digits", "heuristic": "softmax_response", "budget": 300, "epochs": 2, "seed": 0,
+               "device": "cpu"}
 
 
 def make_run(path, accuracies, labelled=(100, 200, 300), status="complete", **config_changes):
-    """A run directory as the active loop writes it, with the given test accuracies."""
+    """A run directory as the active loop writes it, with the given test accuracies; ``config_changes``
+    are settings by their option name (``epochs``, ``mc_samples``)."""
     path.mkdir(parents=True)
-    config = {**BASE_CONFIG, **config_changes}
+    config = resolve_config({**BASE_CONFIG, **config_changes}, preset="quick").to_dict()
     arch = [int(n) for n in config["arch"].split("x")] if config["arch"] else [1, 1]
     rounds = [{"round": r, "labelled": n, "arch": arch, "params": 1000 * (r + 1), "depth": 4,
                "test_accuracy": a, "candidates": [], "search_seconds": 0.1, "train_seconds": 0.2,
@@ -81,15 +83,11 @@ def test_auc_gain_by_budget_follows_the_growing_budget():
     assert [g for _, g in gains] == pytest.approx([0.0, 0.25, 0.375])
 
 
-def test_fixed_architecture_is_read_from_the_config_or_from_the_rounds():
-    assert fixed_architecture({"arch": "2x4"}) == "2x4"
-    assert fixed_architecture({"arch": [1, 2]}) == "1x2"
-    assert fixed_architecture({"arch": None}) is None
-    assert fixed_architecture({"arch": "1x1", "search": True}) is None
-    one_arch = [{"arch": [1, 2], "candidates": []}, {"arch": [1, 2], "candidates": [{"arch": [1, 2]}]}]
-    assert fixed_architecture({}, one_arch) == "1x2"
-    searched = [{"arch": [1, 2], "candidates": [{"arch": [1, 2]}, {"arch": [2, 2]}]}]
-    assert fixed_architecture({}, searched) is None
+def test_the_architecture_is_fixed_exactly_when_the_config_names_one(tmp_path):
+    fixed, searched = build_report([make_run(tmp_path / "fixed", [0.5] * 3, arch="2x3"),
+                                    make_run(tmp_path / "inas", [0.5] * 3)])
+    assert (fixed.fixed_arch, fixed.runs[0].fixed_arch) == ("2x3", "2x3")
+    assert (searched.fixed_arch, searched.runs[0].fixed_arch) == (None, None)
 
 
 # --------------------------------------------------------------------------- grouping
@@ -140,68 +138,53 @@ def test_in_an_ablation_only_the_groups_that_change_a_setting_show_it(tmp_path):
                            make_run(tmp_path / "rnd", [0.5, 0.6, 0.7], heuristic="random"),
                            make_run(tmp_path / "e5", [0.6, 0.7, 0.8], epochs=5)])
     assert [group.label for group in groups] == ["digits softmax_response iNAS", "digits random iNAS",
-                                                 "digits softmax_response iNAS epochs=5"]
+                                                 "digits softmax_response iNAS train.epochs=5"]
 
 
-def test_an_old_flat_run_and_a_new_nested_run_of_one_config_form_one_group(tmp_path):
-    from inas_plugins.config import RunConfig, flat_config, resolve_config
-
-    def write(path, config, accuracies, rounds_arch=(1, 1)):
-        path.mkdir(parents=True)
-        rounds = [{"round": r, "labelled": n, "arch": list(rounds_arch), "params": 1000, "depth": 4,
-                   "test_accuracy": a, "candidates": [], "search_seconds": 0.1, "train_seconds": 0.2,
-                   "query_seconds": 0.01} for r, (n, a) in enumerate(zip((50, 200, 350), accuracies))]
-        atomic_write_json(path / "results.json", {"config": config, "rounds": rounds, "status": "complete"})
-        return path
-
-    new = resolve_config({"dataset": "synthetic", "seed": 1}, preset="quick").to_dict()
-    assert "train" in new and "epochs" not in new
-    old = flat_config({**new, "seed": 0})  # the flat layout written before the sections existed
-    assert "epochs" in old and "train" not in old and RunConfig.from_dict(old).to_dict() == {**new, "seed": 0}
-    fixed_new = resolve_config({"dataset": "synthetic", "arch": "1x2", "seed": 0}, preset="quick").to_dict()
-    fixed_old = flat_config({**fixed_new, "seed": 1})
-    changed = resolve_config({"dataset": "synthetic", "epochs": 5}, preset="quick").to_dict()
-    groups = build_report([write(tmp_path / "old", old, [0.5, 0.6, 0.7]),
-                           write(tmp_path / "new", new, [0.7, 0.8, 0.9]),
-                           write(tmp_path / "fixed-new", fixed_new, [0.6] * 3, (1, 2)),
-                           write(tmp_path / "fixed-old", fixed_old, [0.6] * 3, (1, 2)),
-                           write(tmp_path / "e5", changed, [0.6] * 3)])
-    assert [len(group.runs) for group in groups] == [2, 2, 1]
-    inas, fixed, epochs5 = groups
-    assert inas.mean_accuracy == pytest.approx([0.6, 0.7, 0.8])
-    assert (inas.fixed_arch, fixed.fixed_arch) == (None, "1x2")
-    # Labels and the group's config use the old flat key names, whatever the layout on disk.
-    assert [group.label for group in groups] == ["synthetic softmax_response iNAS",
-                                                 "synthetic softmax_response fixed 1x2",
-                                                 "synthetic softmax_response iNAS epochs=5"]
-    assert inas.config["epochs"] == 20 and inas.config["search_iterations"] == 1 and "train" not in inas.config
+def test_groups_are_keyed_by_the_typed_config_and_a_config_that_is_not_a_run_is_refused(tmp_path):
+    inas, fixed, epochs5 = build_report([make_run(tmp_path / "a", [0.5, 0.6, 0.7], seed=0),
+                                         make_run(tmp_path / "b", [0.7, 0.8, 0.9], seed=1),
+                                         make_run(tmp_path / "f", [0.6] * 3, arch="1x2"),
+                                         make_run(tmp_path / "e5", [0.6] * 3, epochs=5)])
+    assert [len(group.runs) for group in (inas, fixed, epochs5)] == [2, 1, 1]
+    assert inas.config["train.epochs"] == 2 and inas.config["search.iterations"] == 1 and "seed" not in inas.config
+    assert epochs5.label == "digits softmax_response iNAS train.epochs=5"
+    # The layout of a configuration is RunConfig's: keys nobody writes are not guessed at.
+    flat = make_run(tmp_path / "flat", [0.5] * 3)
+    results = json.loads((flat / "results.json").read_text())
+    results["config"] = {**{k: v for k, v in results["config"].items() if k != "train"}, "epochs": 2}
+    (flat / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError) as error:
+        build_report([flat])
+    message = str(error.value)
+    assert str(flat) in message and "unknown configuration keys ['epochs']" in message and "\n" not in message
 
 
 def test_groups_that_differ_in_other_settings_get_those_settings_in_their_labels(tmp_path):
     groups = build_report([make_run(tmp_path / "e2", [0.5, 0.6, 0.7], epochs=2),
                            make_run(tmp_path / "e5", [0.6, 0.7, 0.8], epochs=5)])
-    assert [group.label for group in groups] == ["digits softmax_response iNAS epochs=2",
-                                                 "digits softmax_response iNAS epochs=5"]
+    assert [group.label for group in groups] == ["digits softmax_response iNAS train.epochs=2",
+                                                 "digits softmax_response iNAS train.epochs=5"]
 
 
 def test_auc_gain_of_a_fixed_architecture_against_its_passive_run(tmp_path):
     active = [make_run(tmp_path / f"sr{seed}", [0.7, 0.7, 0.7], arch="1x2", seed=seed) for seed in (0, 1)]
     passive = [make_run(tmp_path / f"rnd{seed}", [0.6, 0.6, 0.6], arch="1x2", seed=seed, heuristic="random",
                         mc_samples=7) for seed in (0, 1)]
-    other_arch = make_run(tmp_path / "sr-2x4", [0.65, 0.65, 0.65], arch="2x4")
+    other_arch = make_run(tmp_path / "sr-2x3", [0.65, 0.65, 0.65], arch="2x3")
     groups = build_report([*active, *passive, other_arch])
     small, small_passive, big = groups
     assert (small.heuristic, small.fixed_arch, small_passive.heuristic, big.fixed_arch) == (
-        "softmax_response", "1x2", "random", "2x4")
+        "softmax_response", "1x2", "random", "2x3")
     # The passive runs differ in a query-only setting (mc_samples) and still match.
     assert small.auc_gain == pytest.approx(0.25)
-    assert small.passive_label == small_passive.label == "digits random fixed 1x2 mc_samples=7"
+    assert small.passive_label == small_passive.label == "digits random fixed 1x2 query.mc_samples=7"
     assert [g for _, g in small.auc_gain_by_budget] == pytest.approx([0.25, 0.25, 0.25])
     assert small_passive.auc_gain is None
     assert big.auc_gain is None and "no passive" in big.auc_gain_note
     table = format_report_table(groups)
     assert "+0.250" in table
-    assert "| digits softmax_response fixed 2x4 | 1 | 100-300 | 0.650 ± 0.000 | 0.650 ± 0.000 | - |" in table
+    assert "| digits softmax_response fixed 2x3 | 1 | 100-300 | 0.650 ± 0.000 | 0.650 ± 0.000 | - |" in table
 
 
 def test_a_run_given_as_passive_is_matched_whatever_its_heuristic_name(tmp_path):

@@ -85,7 +85,7 @@ def test_atomic_write_json_turns_numpy_values_into_plain_numbers(tmp_path):
 
 
 def test_write_results_writes_json_csv_and_two_real_pngs(tmp_path):
-    config = {"dataset": "digits", "heuristic": "softmax_response", "seed": 3}
+    config = {"dataset": "digits", "query": {"heuristic": "softmax_response"}, "seed": 3}
     rounds = fabricated_rounds()
     write_results(tmp_path, config, rounds, status="complete")
 

@@ -113,5 +113,6 @@ def test_cli_space_text_lists_each_architecture_and_its_steps() -> None:
 def test_cli_space_rejects_unknown_block_in_one_line() -> None:
     result = CliRunner().invoke(app, ["space", "--block", "dense"])
     assert result.exit_code != 0
-    assert "unknown block type 'dense'" in result.output
+    assert "'dense' is not one of 'basic', 'bottleneck'" in result.output
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output

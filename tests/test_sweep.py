@@ -86,7 +86,7 @@ def test_flags_and_a_toml_file_make_one_grid(tmp_path) -> None:
         (["--seed"], "--seed has no values"),
         (["--seed", "1", "1"], "--seed lists the same value twice"),
         (["--seed", "0", "--seed", "1"], "--seed is given twice"),
-        (["--epochs", "1", "0"], "run epochs=0: recipe epochs must be a positive integer, got 0"),
+        (["--epochs", "1", "0"], "run epochs=0: --epochs: recipe epochs must be a positive integer, got 0"),
         (["--epochs", "x"], "the run: Invalid value for '--epochs'"),
         (["--heuristic", "softmax_response", "oracle"], "run heuristic=oracle: unknown heuristic 'oracle'"),
         (["--dataset", "mnist"], "unknown dataset 'mnist'; choose one of"),

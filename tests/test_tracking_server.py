@@ -220,7 +220,7 @@ def test_a_two_run_sweep_is_a_parent_run_with_its_runs_nested(server, tmp_path) 
     sweep_dir = tmp_path / "sweep"
     result = invoke("sweep", *TINY[:-3], "--seed", "0", "1", "--out", sweep_dir, "--tracking-uri", server.uri,
                     "--experiment", "sweep")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, (result.output, result.exception)
     client = MlflowClient(server.uri)
     parent_id = link_of(sweep_dir)["run_id"]
     parent = client.get_run(parent_id)
@@ -296,8 +296,8 @@ def test_mlflow_ui_compares_two_runs_accuracy_curves(server, tmp_path) -> None:
              "document.body.innerText.includes(name + ' (test_accuracy)'))")
     close_assistant = "document.querySelector('button[aria-label=\"Close\"]')?.click()"
     out = tmp_path / "mlflow-compare.png"
-    where = capture(executable, tmp_path / "chromium-profile", url, out, ready, width=1400, height=760,
-                    prepare=close_assistant)
+    where, _ = capture(executable, tmp_path / "chromium-profile", url, out, ready, width=1400, height=760,
+                       prepare=close_assistant)
     assert "#/metric" in where and runs[0] in where
     png = out.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1400

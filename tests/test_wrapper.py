@@ -218,7 +218,7 @@ def test_training_args_set_the_recipe() -> None:
     recipe = recipe_from_args(args, None, dataset_size=50)
     assert (recipe.epochs, recipe.batch_size, recipe.epoch_size) == (3, 16, 50)
     assert (recipe.lr, recipe.momentum, recipe.weight_decay) == (0.05, 0.8, 1e-4)
-    assert recipe.lr_milestones == () and recipe.lr_at(recipe.total_steps - 1) == 0.05  # constant, as in baal
+    assert recipe.lr_milestones == () and recipe.lr_schedule == "step" and recipe.warmup == 0  # constant, as in baal
     explicit = recipe_from_args(TrainingArgs(batch_size=16), TrainRecipe(epochs=7, epoch_size=500), dataset_size=50)
     assert (explicit.epochs, explicit.epoch_size, explicit.batch_size) == (7, 500, 16)
     assert explicit.lr_milestones == TrainRecipe().lr_milestones  # an explicit recipe keeps its schedule

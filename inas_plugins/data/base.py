@@ -15,14 +15,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..settings import SettingError
+
 Indices = Union[Sequence[int], np.ndarray, torch.Tensor]
 
 # How many classes ``describe`` names before abbreviating (CIFAR-100 would not fit on one line).
 DESCRIBE_MAX_CLASSES = 10
 
 
-class DatasetError(ValueError):
-    """A dataset cannot be loaded; the message is one line that says what to pass instead."""
+class DatasetError(SettingError):
+    """A dataset cannot be loaded; the message is one line that says what to pass instead, naming
+    settings by field (``data_dir``, ``image_size``; listed in ``settings`` for the command line)."""
 
 
 @dataclass(eq=False, repr=False)

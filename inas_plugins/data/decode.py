@@ -23,6 +23,7 @@ import torch
 from torchvision.transforms.v2 import functional as tvf
 from tqdm.auto import tqdm
 
+from ..choices import COLOR_MODES
 from .base import DatasetError
 
 try:  # deprecated in torchvision 0.29 (in favour of torchcodec); PIL takes over if it disappears
@@ -33,7 +34,6 @@ except ImportError:  # pragma: no cover - depends on the installed torchvision
 TORCHVISION_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"} if decode_image is not None else ())
 PIL_EXTENSIONS = frozenset({".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff"})
 IMAGE_EXTENSIONS = TORCHVISION_EXTENSIONS | PIL_EXTENSIONS
-COLOR_MODES = ("auto", "rgb", "gray")
 TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
@@ -108,7 +108,7 @@ class ImageDecoder:
             first_path, first_size = self._reference
             raise DatasetError(
                 f"images differ in size: {path} is {_hw(size)} but {first_path} is {_hw(first_size)}; "
-                f"pass --image-size S (inas run) or the option image_size=S to fit every image to S x S on load")
+                f"pass image_size S to fit every image to S x S on load", "image_size")
         return image
 
 

@@ -67,7 +67,7 @@ def looks_like_image_folder(data_dir: Path) -> bool:
 def find_layout(data_dir: str | Path | None) -> FolderLayout:
     """Scan ``data_dir`` for one of the accepted layouts; DatasetError (one line) if it has none."""
     if data_dir is None:
-        raise DatasetError(f"the folder dataset needs --data-dir DIR; {LAYOUT_HINT}")
+        raise DatasetError(f"the folder dataset needs data_dir DIR; {LAYOUT_HINT}", "data_dir")
     root = Path(data_dir).expanduser()
     if not root.exists():
         raise DatasetError(f"data directory {root} does not exist; {LAYOUT_HINT}")
@@ -159,12 +159,12 @@ def check_decode_memory(layout: FolderLayout, image_size: int | Sequence[int] | 
     memory_limit = memory_allowance(memory_limit)
     if memory_limit is None or needed <= memory_limit:
         return
-    advice = "pass a smaller --image-size" if image_size is not None else "pass --image-size S (e.g. 64)"
+    advice = "pass a smaller image_size" if image_size is not None else "pass image_size S (e.g. 64)"
     per_64 = DECODE_PEAK_FACTOR * 3 * 64 * 64 * len(layout.all_files)
     raise DatasetError(f"decoding {len(layout.all_files)} images of {height}x{width} from {layout.root} needs about "
                        f"{format_bytes(needed)} of memory, more than the {format_bytes(memory_limit)} allowed "
                        f"({int(MEMORY_SHARE * 100)}% of the available memory); {advice} to fit every image to "
-                       f"S x S on load (64: about {format_bytes(per_64)})")
+                       f"S x S on load (64: about {format_bytes(per_64)})", "image_size")
 
 
 def _decode_layout(layout: FolderLayout, image_size: int | Sequence[int] | None, color: str,

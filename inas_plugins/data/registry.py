@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from ..settings import check_positive_int
 from .base import DatasetError, LoadedDataset
 from .digits import load_digits_dataset
 from .folder import FOLDER_OPTIONS, load_folder
@@ -83,12 +84,12 @@ def load_dataset(
         valid = f"its options: {', '.join(spec.options)}" if spec.options else "it takes no options"
         raise DatasetError(f"dataset {spec.name} has no option {', '.join(unknown)}; {valid}")
     if data_dir is not None and not spec.uses_data_dir:
-        raise DatasetError(f"dataset {spec.name} is built in and takes no --data-dir; "
-                           f"use --dataset folder --data-dir DIR for images on disk")
+        raise DatasetError(f"{spec.name} is built in and takes no data_dir; for images on disk use dataset 'folder' "
+                           f"with data_dir DIR", "data_dir", "dataset")
     test_fraction = check_test_fraction(test_fraction)
     for label, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
-        if limit is not None and int(limit) < 1:
-            raise DatasetError(f"{label} must be at least 1, got {limit}")
+        if limit is not None:
+            check_positive_int("", label, limit, DatasetError)
     dataset = spec.load(data_dir, download=download, seed=seed, test_fraction=test_fraction,
                         progress=progress, **options)
     return apply_limits(dataset, limit_train, limit_test, seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..settings import check_positive_int
 from .base import DatasetError
 
 # Separate random streams, so the held-out split and the size limit of one seed are independent.
@@ -50,8 +51,7 @@ def stratified_subset(labels: torch.Tensor | np.ndarray, size: int, seed: int) -
     (or all of them when ``size`` is not smaller than the set).
     """
     labels = _as_numpy(labels)
-    if size < 1:
-        raise DatasetError(f"a size limit must be at least 1, got {size}")
+    check_positive_int("", "size", size, DatasetError)
     if size >= len(labels):
         return np.arange(len(labels))
     rng = np.random.default_rng([seed, LIMIT_STREAM])

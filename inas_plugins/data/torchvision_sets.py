@@ -79,7 +79,8 @@ def load_torchvision_set(
                                **folder_options)
     if folder_options.get("image_size") is not None:
         raise DatasetError(f"image_size applies to image folders; {name} from torchvision's files is used at its "
-                           f"own size (for a JPEG copy, pass --data-dir DIR with train/ and test/)")
+                           f"own size (for a JPEG copy, pass data_dir DIR with train/ and test/)", "image_size",
+                           "data_dir")
     train = _open(spec, root, train=True, download=download)
     test = _open(spec, root, train=False, download=download)
     return LoadedDataset(name=name, train=ImageSet(*spec.to_tensors(train)), test=ImageSet(*spec.to_tensors(test)),
@@ -87,25 +88,26 @@ def load_torchvision_set(
 
 
 def _open(spec: TorchvisionSet, root: Path, *, train: bool, download: bool) -> object:
-    alternatives = ("pass --data-dir DIR holding the torchvision copy, "
-                    "or use --dataset folder --data-dir DIR with train/ and test/ image folders")
+    alternatives = ("pass data_dir DIR holding the torchvision copy, "
+                    "or use dataset 'folder' with data_dir DIR holding train/ and test/ image folders")
     try:
         return spec.open_split(root, train, False)  # never touches the network
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
         if not download:
-            raise DatasetError(f"{spec.name} is not in {root} and downloading is off: {alternatives}") from None
+            raise DatasetError(f"{spec.name} is not in {root} and downloading is off: {alternatives}", "data_dir",
+                               "dataset") from None
     try:
         return spec.open_split(root, train, True)
     except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError
         raise DatasetError(f"{spec.name} is not in {root} and could not be downloaded (offline? {_reason(error)}): "
-                           f"{alternatives}") from error
+                           f"{alternatives}", "data_dir", "dataset") from error
 
 
 def _load_as_folder(spec: TorchvisionSet, root: Path, **options: object) -> LoadedDataset:
     found = len(class_folders(root / "train"))
     if found != spec.num_classes:
         raise DatasetError(f"{root} looks like an image folder with {found} classes, "
-                           f"but {spec.name} has {spec.num_classes}; use --dataset folder for other data")
+                           f"but {spec.name} has {spec.num_classes}; use dataset 'folder' for other data", "dataset")
     options.setdefault("flips_valid", spec.flips_valid)
     return load_folder(root, name=spec.name, **options)  # type: ignore[arg-type]
 

@@ -16,8 +16,21 @@ from .registry import (ENTRY_POINT_GROUP, HeuristicInfo, create_heuristic, get_h
 from .softmax_response import SoftmaxResponse, SoftmaxResponseQuery, as_probabilities
 from .mc_dropout import MCDropoutQuery, MCDropoutVariance, predicted_class_variance
 from .coreset import CoresetQuery, k_center_greedy
-from .baal_builtin import (BaalHeuristic, SeededGibbsSampling, SeededPowerSampling, SeededRankBasedSampling,
-                           StochasticQuery, wrap_baal_heuristic)
+from .badge import BadgeQuery
+from .typiclust import TypiClustQuery
+from .probcover import ProbCoverQuery
+from .baal_builtin import (BALDQuery, BaalHeuristic, BatchBALDQuery, CertaintyQuery, EntropyQuery, GibbsBALDQuery,
+                           GibbsEntropyQuery, MarginQuery, PointwiseBaalHeuristic, PowerBALDQuery, PowerEntropyQuery,
+                           RandomQuery, RankBALDQuery, RankEntropyQuery, SeededGibbsSampling, SeededPowerSampling,
+                           SeededRankBasedSampling, StochasticQuery, VarianceQuery, wrap_baal_heuristic)
+
+# Every registered heuristic class of this package (what `inas heuristics` lists as ours and baal's).
+HEURISTIC_CLASSES = (
+    "SoftmaxResponseQuery", "MCDropoutQuery", "CoresetQuery", "BadgeQuery", "TypiClustQuery", "ProbCoverQuery",
+    "BALDQuery", "VarianceQuery", "EntropyQuery", "MarginQuery", "CertaintyQuery", "RandomQuery", "BatchBALDQuery",
+    "PowerBALDQuery", "PowerEntropyQuery", "GibbsBALDQuery", "GibbsEntropyQuery", "RankBALDQuery",
+    "RankEntropyQuery",
+)
 
 __all__ = [
     "NEEDS", "ModelOutputs", "collect_outputs",
@@ -26,7 +39,9 @@ __all__ = [
     "list_heuristics", "plugin_errors", "register_heuristic", "reload_plugins", "unregister_heuristic",
     "SoftmaxResponse", "SoftmaxResponseQuery", "as_probabilities",
     "MCDropoutQuery", "MCDropoutVariance", "predicted_class_variance",
-    "CoresetQuery", "k_center_greedy",
-    "BaalHeuristic", "SeededGibbsSampling", "SeededPowerSampling", "SeededRankBasedSampling", "StochasticQuery",
-    "wrap_baal_heuristic",
+    "CoresetQuery", "k_center_greedy", "BadgeQuery", "TypiClustQuery", "ProbCoverQuery",
+    "BALDQuery", "VarianceQuery", "EntropyQuery", "MarginQuery", "CertaintyQuery", "RandomQuery", "BatchBALDQuery",
+    "PowerBALDQuery", "PowerEntropyQuery", "GibbsBALDQuery", "GibbsEntropyQuery", "RankBALDQuery", "RankEntropyQuery",
+    "BaalHeuristic", "PointwiseBaalHeuristic", "SeededGibbsSampling", "SeededPowerSampling", "SeededRankBasedSampling",
+    "StochasticQuery", "wrap_baal_heuristic", "HEURISTIC_CLASSES",
 ]

@@ -27,65 +27,51 @@ from baal.active.heuristics.stochastics import GibbsSampling, PowerSampling, Ran
 # which wraps third-party baal heuristics from entry points, never has to import this module.
 from .baal_adapter import BaalHeuristic, wrap_baal_heuristic  # noqa: F401
 from ..memory import MEMORY_SHARE, format_bytes, memory_allowance
-from .base import QueryHeuristic, check_query_size, require, top_n
+from ..settings import SettingError
+from .base import QueryHeuristic, ScoreHeuristic, check_query_size, require
 from .outputs import ModelOutputs
 from .registry import register_heuristic
 
 BAAL = "baal"
 
 
-class PointwiseBaalHeuristic(BaalHeuristic):
+class PointwiseBaalHeuristic(ScoreHeuristic, BaalHeuristic):
     """A baal heuristic whose score of a point depends on that point's predictions only.
 
-    It exposes ``scores`` and ``select_by_scores`` (the ranking :meth:`BaalHeuristic.select` makes),
-    so the active loop scores the pool batch by batch and never holds the whole ``(N, C, K)``
-    MC-dropout array (:func:`~inas_plugins.heuristics.outputs.pool_scores`).
+    Its ``scores`` are baal's uncertainties, signed so that higher is queried first, and its picks
+    are :class:`ScoreHeuristic`'s ranking of them, so the active loop scores the pool batch by batch
+    and never holds the whole ``(N, C, K)`` MC-dropout array
+    (:func:`~inas_plugins.heuristics.outputs.pool_scores`).
     """
-
-    pointwise: ClassVar[bool] = True
 
     def scores(self, outputs: ModelOutputs) -> np.ndarray:
         scorer = self.baal_class(**self.baal_kwargs)
         raw = np.asarray(scorer.get_uncertainties(self.predictions(outputs)), dtype=np.float64)
         return raw if scorer.reversed else -raw
 
-    def select(self, outputs: ModelOutputs, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.select_by_scores(self.scores(outputs), n)
 
-    def select_by_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
-        check_query_size(n, len(scores))
-        return top_n(np.asarray(scores), n)
-
-
-@register_heuristic("bald", "mutual information between prediction and weights over MC-dropout samples",
-                    source=BAAL)
-class BALDQuery(PointwiseBaalHeuristic):
-    baal_class = BALD
-    needs = frozenset({"mc_probs"})
-
-
-@register_heuristic("variance", "variance over MC-dropout samples, averaged over classes", source=BAAL)
-class VarianceQuery(PointwiseBaalHeuristic):
-    baal_class = Variance
-    needs = frozenset({"mc_probs"})
+# baal's single-score heuristics: name -> (baal class, the output it is fed, description). Each
+# becomes a PointwiseBaalHeuristic named after its baal class (BALDQuery, ...), as the stochastic
+# ones below come from their table.
+POINTWISE: dict[str, tuple[type[AbstractHeuristic], str, str]] = {
+    "bald": (BALD, "mc_probs", "mutual information between prediction and weights over MC-dropout samples"),
+    "variance": (Variance, "mc_probs", "variance over MC-dropout samples, averaged over classes"),
+    "entropy": (Entropy, "probs", "entropy of the deterministic softmax"),
+    "margin": (Margin, "probs", "smallest gap between the two most probable classes"),
+    "certainty": (Certainty, "probs", "lowest max softmax probability (same ranking as softmax_response)"),
+}
+POINTWISE_QUERIES: dict[str, type[PointwiseBaalHeuristic]] = {}
 
 
-@register_heuristic("entropy", "entropy of the deterministic softmax", source=BAAL)
-class EntropyQuery(PointwiseBaalHeuristic):
-    baal_class = Entropy
-    needs = frozenset({"probs"})
+def _register_pointwise() -> None:
+    for name, (baal_class, need, description) in POINTWISE.items():
+        cls = type(f"{baal_class.__name__}Query", (PointwiseBaalHeuristic,), {
+            "baal_class": baal_class, "needs": frozenset({need}), "__module__": __name__,
+            "__doc__": f"baal's {baal_class.__name__}: {description}."})
+        POINTWISE_QUERIES[name] = globals()[cls.__name__] = register_heuristic(name, description, source=BAAL)(cls)
 
 
-@register_heuristic("margin", "smallest gap between the two most probable classes", source=BAAL)
-class MarginQuery(PointwiseBaalHeuristic):
-    baal_class = Margin
-    needs = frozenset({"probs"})
-
-
-@register_heuristic("certainty", "lowest max softmax probability (same ranking as softmax_response)", source=BAAL)
-class CertaintyQuery(PointwiseBaalHeuristic):
-    baal_class = Certainty
-    needs = frozenset({"probs"})
+_register_pointwise()
 
 
 @register_heuristic("random", "uniformly random points (passive learning baseline)", source=BAAL)
@@ -125,10 +111,10 @@ class BatchBALDQuery(BaalHeuristic):
         allowed = memory_allowance(self.memory_limit)
         if allowed is not None and needed > allowed:
             share = "the limit" if self.memory_limit is not None else f"{int(MEMORY_SHARE * 100)}% of the available memory"
-            raise ValueError(f"batch_bald would need about {format_bytes(needed)} for a batch of {n} from a pool of "
-                             f"{pool} ({classes} classes, {samples} MC samples; baal's sampler holds batch x samples^2 "
-                             f"x {draws} draws), more than {format_bytes(allowed)} ({share}); query smaller batches, "
-                             f"fewer --mc-samples or a --pool-subset, or use bald")
+            raise SettingError(f"batch_bald would need about {format_bytes(needed)} for a batch of {n} from a pool of "
+                               f"{pool} ({classes} classes, {samples} MC samples; baal's sampler holds batch x "
+                               f"samples^2 x {draws} draws), more than {format_bytes(allowed)} ({share}); query smaller "
+                               f"batches, fewer mc_samples or a pool_subset, or use bald", "mc_samples", "pool_subset")
         scorer = BatchBALD(num_samples=n - 1, **self.baal_kwargs)
         with torch.random.fork_rng(devices=[]):  # BatchBALD draws with torch.multinomial
             torch.manual_seed(int(rng.integers(2**63 - 1)))
@@ -219,7 +205,7 @@ _SAMPLERS = {
     "gibbs": (SeededGibbsSampling, "probability proportional to exp({base}/T)"),
     "rank": (SeededRankBasedSampling, "probability proportional to rank^(-1/T), ranked by {base}"),
 }
-_STOCHASTIC_BASES = {"bald": BALDQuery, "entropy": EntropyQuery}
+_STOCHASTIC_BASES = {name: POINTWISE_QUERIES[name] for name in ("bald", "entropy")}
 
 
 def _register_stochastic() -> None:

@@ -60,6 +60,12 @@ class ScoreHeuristic(QueryHeuristic):
         check_query_size(n, len(scores))
         return top_n(scores, n)
 
+    @property
+    def picks_by_scores(self) -> bool:
+        """True when :meth:`select` is this class's ranking of the scores (a subclass may pick its own
+        way from them), so the picks follow from the scores alone and may be computed batch by batch."""
+        return type(self).select is ScoreHeuristic.select
+
 
 def check_query_size(n: int, pool_size: int) -> None:
     """Raise ValueError unless ``0 <= n <= pool_size``."""

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .base import QueryHeuristic, check_query_size, require
+from .base import QueryHeuristic, require
+from .checks import pool_and_labelled
 from .outputs import ModelOutputs
 from .registry import register_heuristic
 
@@ -44,18 +45,11 @@ def k_center_greedy(
     Distances are squared Euclidean in float32 (the argmax is the same as for plain distances). Ties
     go to the lowest pool position. Extra memory: about 3 N floats plus one ``chunk_elements`` block.
     """
-    points = _as_matrix(pool, "pool")
+    points, centres = pool_and_labelled(pool, n, labelled, chunk_elements)
     num_points = points.shape[0]
-    check_query_size(n, num_points)
-    if chunk_elements < 1:
-        raise ValueError(f"chunk_elements must be positive, got {chunk_elements}")
     squared_norms = torch.linalg.vector_norm(points, dim=1).square_()
     nearest = torch.full((num_points,), float("inf"), dtype=torch.float32, device=points.device)
-    if labelled is not None:
-        centres = _as_matrix(labelled, "labelled").to(points.device)
-        if centres.shape[0] and centres.shape[1] != points.shape[1]:
-            raise ValueError(f"labelled embeddings have width {centres.shape[1]}, pool embeddings {points.shape[1]}")
-        _fold_in_centres(points, squared_norms, centres, nearest, chunk_elements)
+    _fold_in_centres(points, squared_norms, centres, nearest, chunk_elements)
 
     picks = np.empty(n, dtype=np.int64)
     distances = torch.empty_like(nearest)
@@ -85,13 +79,6 @@ def _fold_in_centres(points: Tensor, squared_norms: Tensor, centres: Tensor, nea
             distances = points @ block.T
             distances.mul_(-2.0).add_(centre_norms[start:start + per_block]).add_(squared_norms[:, None])
             torch.minimum(nearest, distances.min(dim=1).values.clamp_(min=0.0), out=nearest)
-
-
-def _as_matrix(embeddings: Tensor | np.ndarray, what: str) -> Tensor:
-    matrix = torch.as_tensor(embeddings).detach()
-    if matrix.ndim != 2:
-        raise ValueError(f"{what} embeddings must be a 2-D (points, features) array, got shape {tuple(matrix.shape)}")
-    return matrix.to(torch.float32).contiguous()
 
 
 @register_heuristic("coreset", "greedy k-center on penultimate embeddings, labelled points as initial centres "

@@ -132,17 +132,12 @@ CHUNKABLE_NEEDS = frozenset({"probs", "mc_probs"})
 
 
 def scores_in_chunks(heuristic: object) -> bool:
-    """True when ``heuristic`` scores each pool point from that point's probabilities alone
-    (``pointwise``, with ``scores``, and its ``select`` is the ``select_by_scores`` of its scores), so
-    :func:`pool_scores` may run it batch by batch instead of :func:`collect_outputs` building every
-    output of the pool first."""
+    """True when ``heuristic`` scores each pool point from that point's probabilities alone and picks
+    by those scores (a pointwise ``ScoreHeuristic`` that keeps its ``select``), so :func:`pool_scores`
+    may run it batch by batch instead of :func:`collect_outputs` building every output of the pool first."""
     needs = frozenset(getattr(heuristic, "needs", ()))
-    if not (getattr(heuristic, "pointwise", False) is True and needs and needs <= CHUNKABLE_NEEDS
-            and callable(getattr(heuristic, "scores", None))):
-        return False
-    # A subclass that overrides ``select`` picks differently from its scores: it gets the whole pool.
-    owner = next((cls for cls in type(heuristic).__mro__ if "select" in vars(cls)), None)
-    return owner is not None and "select_by_scores" in vars(owner)
+    return (bool(needs) and needs <= CHUNKABLE_NEEDS and getattr(heuristic, "pointwise", False) is True
+            and getattr(heuristic, "picks_by_scores", False) is True)
 
 
 def pool_scores(

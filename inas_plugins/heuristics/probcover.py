@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 
 from .base import QueryHeuristic, check_query_size, require
-from .checks import finite_matrix
+from .checks import finite_matrix, pool_and_labelled
 from .outputs import ModelOutputs
 from .registry import register_heuristic
 from .typiclust import cluster_labels
@@ -526,14 +526,9 @@ def probcover_select(
     receives ``delta``, ``mean_ball`` (the mean number of uncovered points in a pool point's ball
     before the picks) and ``covered`` (the share of all points covered after them).
     """
-    points = finite_matrix(pool, "pool embeddings")
+    points, known = pool_and_labelled(pool, n, labelled, chunk_elements)
     pool_size = points.shape[0]
-    check_query_size(n, pool_size)
-    known = (finite_matrix(labelled, "labelled embeddings", width=points.shape[1]).to(points.device)
-             if labelled is not None else points[:0])
     _check_purity(purity)  # before the k-means, which costs more than the check
-    if chunk_elements < 1:
-        raise ValueError(f"chunk_elements must be positive, got {chunk_elements}")
     if max_edges < 0:
         raise ValueError(f"max_edges must be non-negative, got {max_edges}")
     if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float))

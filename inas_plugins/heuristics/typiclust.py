@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import QueryHeuristic, check_query_size, require
-from .checks import finite_matrix
+from ..settings import check_positive_int
+from .base import QueryHeuristic, require
+from .checks import pool_and_labelled
 from .outputs import ModelOutputs
 from .registry import register_heuristic
 
@@ -98,16 +99,10 @@ def typiclust_select(
         max_clusters: cap on the number of clusters (None: no cap, the paper's ``M + n``).
         chunk_elements: bound on the temporary block of neighbour distances.
     """
-    points = finite_matrix(pool, "pool embeddings")
+    points, known = pool_and_labelled(pool, n, labelled, chunk_elements)
     num_pool = points.shape[0]
-    check_query_size(n, num_pool)
-    known = (finite_matrix(labelled, "labelled embeddings", width=points.shape[1]).to(points.device)
-             if labelled is not None else points[:0])
-    if max_clusters is not None and (isinstance(max_clusters, bool) or not isinstance(max_clusters, int)
-                                     or max_clusters < 1):
-        raise ValueError(f"max_clusters must be a positive integer or None, got {max_clusters!r}")
-    if chunk_elements < 1:
-        raise ValueError(f"chunk_elements must be positive, got {chunk_elements}")
+    if max_clusters is not None:
+        check_positive_int("", "max_clusters", max_clusters)
     picks = np.empty(n, dtype=np.int64)
     if n == 0:
         return picks

@@ -20,12 +20,11 @@ import json
 import os
 from pathlib import Path
 
+from ..choices import LABEL_EXPORT_FORMATS, LABEL_EXPORTS
 from .images import relative, scan_pool, scan_seeds
 from .project import ProjectError, load_project, locked
 from .store import Answer, LabelStore
 
-FORMATS = ("csv", "json")
-WHAT = ("batch", "labels")
 BATCH_COLUMNS = ("path", "class", "predicted", "confidence", "query_score", "round", "file")
 LABEL_COLUMNS = ("path", "class", "source", "time")
 IMPORT_COLUMNS = tuple(dict.fromkeys(BATCH_COLUMNS + LABEL_COLUMNS + ("ref",)))
@@ -33,8 +32,8 @@ IMPORT_COLUMNS = tuple(dict.fromkeys(BATCH_COLUMNS + LABEL_COLUMNS + ("ref",)))
 
 def export_rows(run_dir: Path, what: str = "batch") -> list[dict]:
     """The rows ``inas label export`` writes: the open batch's images to label, or the labels so far."""
-    if what not in WHAT:
-        raise ProjectError(f"unknown export {what!r}; choose one of {', '.join(WHAT)}")
+    if what not in LABEL_EXPORTS:
+        raise ProjectError(f"unknown export {what!r}; choose one of {', '.join(LABEL_EXPORTS)}")
     project, state = load_project(run_dir)
     store = LabelStore(run_dir)
     if what == "labels":
@@ -52,8 +51,8 @@ def export_rows(run_dir: Path, what: str = "batch") -> list[dict]:
 
 
 def export_text(run_dir: Path, fmt: str = "csv", what: str = "batch") -> str:
-    if fmt not in FORMATS:
-        raise ProjectError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in LABEL_EXPORT_FORMATS:
+        raise ProjectError(f"unknown export format {fmt!r}; choose one of {', '.join(LABEL_EXPORT_FORMATS)}")
     rows = export_rows(run_dir, what)
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"

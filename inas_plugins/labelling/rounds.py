@@ -34,7 +34,7 @@ from torch import nn
 from ..atomic import atomic_open
 from ..data.base import channel_stats
 from ..heuristics import ScoreHeuristic, collect_outputs, create_heuristic
-from ..loop import augmentation_shift, round_seed
+from ..loop import round_seed
 from ..models import build_inas_resnet, count_parameters
 from ..search import inas_search
 from ..space import Arch
@@ -106,7 +106,7 @@ def run_round(project: Project, labels: dict[str, str], answered: set[str], roun
             return build(arch)
 
     trainer = Trainer(config.train, augment=True if config.augment is None else config.augment, flips=project.flips,
-                      max_shift=augmentation_shift(image_size), device=config.device, seed=seed, progress=progress)
+                      device=config.device, seed=seed, progress=progress)
     parent = _load_parent(run_dir, start, build)
     arch, candidates, search_seconds = start, [], 0.0
     if config.uses_search:

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, TypeVar
 from xml.sax.saxutils import quoteattr
 
+from ..choices import LABEL_STUDIO_API_KEY_ENV
 from .project import Batch
 from .store import Answer
 
 T = TypeVar("T")
 
 FROM_NAME, TO_NAME = "label", "image"
-API_KEY_ENV = "LABEL_STUDIO_API_KEY"
+API_KEY_ENV = LABEL_STUDIO_API_KEY_ENV
 
 
 class StudioError(RuntimeError):

@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any, Optional
 
-from ..config import DATA_IDENTITY_MAY_CHANGE, RESUME_MAY_CHANGE, RUN_FLAGS, flat_config
+from ..config import DATA_IDENTITY_MAY_CHANGE, RESUME_MAY_CHANGE, RUN_FLAGS
 from ..records import arch_text
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter's value (the full value is in the artifacts)
@@ -67,13 +67,17 @@ def run_params(config: dict[str, Any]) -> dict[str, str]:
     return {**flatten(own), **flatten(identity, "data.")}
 
 
+def common_tags(config: dict[str, Any]) -> dict[str, str]:
+    """What runs are filtered and grouped by in MLflow's UI, from a saved (nested) configuration."""
+    return {"inas.heuristic": str((config.get("query") or {}).get("heuristic")), "inas.arch": arch_tag(config.get("arch")),
+            "inas.seed": str(config.get("seed"))}
+
+
 def run_tags(config: dict[str, Any]) -> dict[str, str]:
-    flat = flat_config(config)
     identity = config.get("data_identity") or {}
-    tags = {KIND_TAG: "run", "inas.heuristic": str(flat.get("heuristic")), "inas.arch": arch_tag(flat.get("arch")),
-            "inas.seed": str(flat.get("seed")), "inas.dataset": str(flat.get("dataset")),
+    tags = {KIND_TAG: "run", **common_tags(config), "inas.dataset": str(config.get("dataset")),
             "inas.data_fingerprint": str(identity.get("fingerprint", "unknown"))}
-    tags.update({f"inas.{key}": str(flat.get(key)) for key in sorted(MAY_CHANGE_FIELDS) if flat.get(key) is not None})
+    tags.update({f"inas.{key}": str(config[key]) for key in sorted(MAY_CHANGE_FIELDS) if config.get(key) is not None})
     if identity.get("path"):
         tags["inas.data_path"] = str(identity["path"])
     return tags
@@ -109,11 +113,9 @@ def label_params(project: dict[str, Any]) -> dict[str, str]:
 
 def label_tags(project: dict[str, Any]) -> dict[str, str]:
     config = project.get("config") or {}
-    flat = flat_config(config)
     studio = project.get("studio") or {}
-    tags = {KIND_TAG: "label", "inas.heuristic": str(flat.get("heuristic")), "inas.arch": arch_tag(flat.get("arch")),
-            "inas.seed": str(flat.get("seed")), "inas.dataset": "folder", "inas.data_dir": str(project.get("data_dir")),
-            "inas.device": str(flat.get("device"))}
+    tags = {KIND_TAG: "label", **common_tags(config), "inas.dataset": "folder",
+            "inas.data_dir": str(project.get("data_dir")), "inas.device": str(config.get("device"))}
     if studio:
         tags["inas.label_studio"] = f"{studio.get('url')}/projects/{studio.get('project_id')}"
     return tags

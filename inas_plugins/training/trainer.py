@@ -12,6 +12,13 @@ without it is an error, never a silent fallback. The device is named in a log li
 ``Trainer.describe()`` and in every progress bar. On CUDA the forward pass runs under autocast
 (bfloat16 where supported, else float16 with a gradient scaler) with channels_last tensors.
 
+The recipe (:mod:`.recipe`) decides the optimiser (SGD, optionally Nesterov, weight decay optionally
+kept off norms and biases), the learning-rate schedule (torch's ``MultiStepLR``, ``LinearLR`` or
+``CosineAnnealingLR``, after an optional ``LinearLR`` warmup, chained by ``SequentialLR``), label
+smoothing, an exponential weight average (``AveragedModel``: at the end of a run its weights
+replace the network's, so what is evaluated, queried, saved and inherited is the average) and
+flip test-time augmentation in :meth:`Trainer.evaluate`.
+
 Reproducibility: the k-th run started by a trainer (``fit`` or ``start``, counting from 0) draws all
 its randomness -- sample order, augmentation and the global RNG that dropout uses -- from a seed
 derived from ``(trainer seed, k)``, or from ``run_seed`` when the caller passes one. The caller's
@@ -31,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..device import DEVICE_CHOICES, amp_dtype, autocast, memory_format, resolve_device
@@ -70,8 +78,9 @@ class Trainer:
 
     ``mean``/``std`` (per channel, 0..1 scale) are the format of uint8 tensors handed to ``fit`` and
     friends directly; a :class:`~.sources.DataSource` brings its own format. ``augment`` switches the
-    trainer's batched augmentation as a whole; ``flips=False`` keeps shifts and rotations but never
-    mirrors (digits, house numbers).
+    trainer's batched augmentation (the recipe's shifts, rotations and cutout) as a whole;
+    ``flips=False`` says mirrored images change their meaning (digits, house numbers): training never
+    mirrors and evaluation ignores the recipe's ``test_flips``.
     """
 
     def __init__(
@@ -82,8 +91,6 @@ class Trainer:
         std: Optional[Sequence[float]] = None,
         augment: bool = True,
         flips: bool = True,
-        max_shift: int = 4,
-        max_rotation: float = 15.0,
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = True,
@@ -97,7 +104,8 @@ class Trainer:
         self.device = resolve_device(device)
         self.seed = int(seed)
         self.progress = progress
-        self.augment = BatchAugment(flips=flips, max_shift=max_shift, max_rotation=max_rotation) if augment else None
+        self.augment = bool(augment)
+        self.flips = bool(flips)
         self.on_cuda = self.device.type == "cuda"
         self.amp_dtype = amp_dtype(self.device)
         if self.on_cuda:
@@ -128,6 +136,13 @@ class Trainer:
     def preprocess(self, images: Tensor) -> Tensor:
         """A batch of images -> normalised float32 network input on ``self.device`` (channels_last on CUDA)."""
         return self.source(images).fmt.prepare(images, self.device).contiguous(memory_format=self.memory_format)
+
+    def augmentation(self, recipe: TrainRecipe, images: Tensor) -> Optional[BatchAugment]:
+        """The recipe's augmentation in pixels of these images, or None when the trainer does not augment."""
+        if not self.augment:
+            return None
+        augment = BatchAugment.for_images(recipe, images.shape[-2], images.shape[-1], flips=self.flips)
+        return None if augment.is_identity else augment
 
     # -- training --------------------------------------------------------------------------------
 
@@ -189,7 +204,8 @@ class Trainer:
         return self._outputs(model, self.source(data), {"embeddings"})["embeddings"].cpu()
 
     def evaluate(self, model: nn.Module, data: DataSource | Tensor, labels: Optional[Tensor] = None) -> float:
-        """Top-1 accuracy in [0, 1] on a labelled source (or images with ``labels``)."""
+        """Top-1 accuracy in [0, 1] on a labelled source (or images with ``labels``); with the recipe's
+        ``test_flips`` (and flips valid), of the summed logits of each image and its mirror."""
         if isinstance(data, Tensor) and labels is not None and labels.shape[0] != data.shape[0]:
             raise ValueError(f"{data.shape[0]} images but {labels.shape[0]} labels")
         source = self.source(data, labels).evaluation()
@@ -198,10 +214,16 @@ class Trainer:
         model.to(device=self.device, memory_format=self.memory_format)
         correct = total = 0
         batches = source.batches(self.device, batch_size=self.recipe.eval_batch_size)
+        mirrored = self.recipe.test_flips and self.flips
+        if mirrored:  # each image and its mirror in one batch; their logits are summed
+            batches = ((torch.cat([x, x.flip(-1)]), y) for x, y in batches)
         for outputs, target in iterate_outputs(model, batches, {"logits"}):
             if target is None:
                 raise ValueError("evaluation needs labelled data")
-            correct += int((outputs["logits"].argmax(dim=1) == target).sum())
+            logits = outputs["logits"]
+            if mirrored:
+                logits = logits[: target.shape[0]] + logits[target.shape[0]:]
+            correct += int((logits.argmax(dim=1) == target).sum())
             total += int(target.shape[0])
         return correct / total
 
@@ -209,30 +231,36 @@ class Trainer:
 class TrainingRun:
     """One SGD run of a model under a recipe, advanced with ``train_until(epoch)``.
 
-    Holds the optimizer, its learning-rate scheduler (torch's ``MultiStepLR``, stepped once per
-    optimizer step), the run's generator and its global RNG state between calls, so training E
-    epochs in pieces gives the same weights as training them in one go.
+    Holds the optimizer, its learning-rate scheduler (stepped once per optimizer step), the weight
+    average, the run's generator and its global RNG state between calls, so training E epochs in
+    pieces gives the same weights as training them in one go. The recipe is the caller's, with the
+    epoch size fitted to the labelled set (:meth:`TrainRecipe.for_labels`).
     """
 
     def __init__(self, trainer: Trainer, model: nn.Module, source: DataSource, recipe: TrainRecipe,
                  *, desc: str, seed: int, on_batch: Optional[BatchHook] = None) -> None:
         self.trainer = trainer
-        self.recipe = recipe
+        self.recipe = recipe = recipe.for_labels(len(source))
         self.desc = desc
         self.on_batch = on_batch
         self.seed = seed
         device = trainer.device
         self.model = model.to(device=device, memory_format=trainer.memory_format)
         self.source = source.to(device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                         weight_decay=recipe.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=recipe.milestone_steps(),
-                                                              gamma=recipe.lr_gamma)
+        self.optimizer = torch.optim.SGD(parameter_groups(self.model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+                                         nesterov=recipe.nesterov)
+        self.scheduler = lr_scheduler(self.optimizer, recipe)
+        self.averaged = None
+        if recipe.ema_decay is not None:
+            self.averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay),
+                                          use_buffers=True)
         self.scaler = torch.amp.GradScaler("cuda") if trainer.amp_dtype == torch.float16 else None
         self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, 0))
         # The global RNG (dropout, ...) gets its own stream for this run, swapped in while training.
         self._global_state = self._fresh_global_state(derive_seed(seed, 1))
         self._bounds = batch_bounds(recipe.epoch_size, recipe.batch_size)
+        self._augment_size: tuple[int, ...] | None = None
+        self._augmentation: Optional[BatchAugment] = None
         self.epochs_done = 0
         self.step = 0
         self.seconds = 0.0
@@ -270,6 +298,14 @@ class TrainingRun:
     def finish(self) -> TrainStats:
         return self.train_until(self.recipe.epochs)
 
+    @property
+    def evaluation_model(self) -> nn.Module:
+        """The network to evaluate now: the weight average while one runs, else the network itself
+        (which holds the average once the run is finished)."""
+        if self.averaged is not None and not self.finished:
+            return self.averaged.module
+        return self.model
+
     def train_until(self, epoch: int) -> TrainStats:
         """Train up to (not beyond) ``epoch`` completed epochs; returns the run's cumulative stats."""
         if not 0 <= epoch <= self.recipe.epochs:
@@ -297,6 +333,10 @@ class TrainingRun:
             bar.close()
             self._global_state = self._capture_global()
             self._restore_global(caller_state)
+        if self.finished and self.averaged is not None:
+            # The average is the run's result: evaluated, queried, saved and inherited from here on.
+            self.model.load_state_dict(self.averaged.module.state_dict())
+            self.averaged = None
         return self.stats()
 
     def _epoch_order(self) -> Tensor:
@@ -309,21 +349,22 @@ class TrainingRun:
         return keys.argsort(dim=1).flatten()[:size]
 
     def _train_epoch(self) -> Tensor:
-        trainer, model, optimizer, scaler = self.trainer, self.model, self.optimizer, self.scaler
-        augment, generator = trainer.augment, self.generator
+        trainer, model, optimizer, scaler, recipe = self.trainer, self.model, self.optimizer, self.scaler, self.recipe
+        generator, averaged = self.generator, self.averaged
         order = self._epoch_order()
         batches = self.source.batches(trainer.device, order=(order[start:stop] for start, stop in self._bounds))
         loss_sum = torch.zeros((), device=trainer.device)
         for x, y in batches:
             if y is None:
                 raise ValueError("training needs labelled data; the dataset yields no labels")
+            augment = self._augment(x)
             if augment is not None:
                 x = augment(x, generator)
             if trainer.on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(trainer.device):
                 logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -332,6 +373,8 @@ class TrainingRun:
             else:
                 loss.backward()
                 optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += loss.detach().float() * y.shape[0]
             if self.on_batch is not None:
                 self.on_batch(logits.detach().float(), y, loss.detach().float())
@@ -340,7 +383,45 @@ class TrainingRun:
             self.step += 1
         return loss_sum
 
+    def _augment(self, images: Tensor) -> Optional[BatchAugment]:
+        """The run's augmentation for this batch's image size (built on the first batch)."""
+        size = tuple(images.shape[-2:])
+        if self._augment_size != size:
+            self._augment_size, self._augmentation = size, self.trainer.augmentation(self.recipe, images)
+        return self._augmentation
+
     @property
     def current_lr(self) -> float:
         """The learning rate of the most recent optimizer step (the initial rate before any)."""
         return self._last_lr
+
+
+def parameter_groups(model: nn.Module, recipe: TrainRecipe) -> list[dict]:
+    """SGD parameter groups: weight decay on every parameter (the paper), or with
+    ``decay_norms_and_biases=False`` only on conv and linear weights -- norm scales and biases
+    (every parameter of fewer than two dimensions) are left undecayed."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if recipe.decay_norms_and_biases:
+        return [{"params": parameters, "weight_decay": recipe.weight_decay}]
+    return [{"params": [p for p in parameters if p.ndim > 1], "weight_decay": recipe.weight_decay},
+            {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0}]
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe) -> torch.optim.lr_scheduler.LRScheduler:
+    """The recipe's schedule over ``recipe.total_steps`` optimizer steps, from torch's schedulers:
+    an optional linear warmup (``LinearLR`` from 1/(w+1) of the rate), then the paper's steps
+    (``MultiStepLR``), a linear decay to zero (``LinearLR``) or a cosine one (``CosineAnnealingLR``)."""
+    schedulers = torch.optim.lr_scheduler
+    warmup, total = recipe.warmup_steps, recipe.total_steps
+    remaining = total - warmup
+    if recipe.lr_schedule == "step":
+        main = schedulers.MultiStepLR(optimizer, milestones=[max(0, m - warmup) for m in recipe.milestone_steps()],
+                                      gamma=recipe.lr_gamma)
+    elif recipe.lr_schedule == "linear":
+        main = schedulers.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=remaining)
+    else:
+        main = schedulers.CosineAnnealingLR(optimizer, T_max=remaining, eta_min=0.0)
+    if warmup == 0:
+        return main
+    ramp = schedulers.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    return schedulers.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

@@ -1,0 +1,545 @@
+"""Training recipes at 200-3,200 CIFAR-10 labels: the paper's against ``lowdata``, and how lowdata was chosen.
+
+Every cell trains a fixed A(i, j) of base width 16 on a random labelled set drawn from the ``cpu``
+preset's pool (10,000 stratified training images, data seed 0) with the ``cpu`` preset's compute
+per round (24 epochs of 4,000 samples, batch 128), and evaluates it on the **whole 10,000-image
+test set**. Labelled sets are nested prefixes of one random permutation of the pool per seed, so
+every recipe trains on the same images, and a network's initial weights depend only on (seed,
+architecture), so every recipe starts from the same weights.
+
+Stages (``--stages``, run in this order; results are appended to ``--results`` as JSON lines, and
+cells already there are skipped, so an interrupted study continues where it stopped):
+
+* ``tune``: one change at a time on top of the draft recipe (``RECIPES["lowdata"]`` as committed
+  before tuning: the airbench-style recipe of issue 21), A(2,4), 200/800/3,200 labels, tuning
+  seeds 100 and 101 (never the reported seeds 0-2, so choosing on them does not flatter the tables).
+  Then ``combined`` = the draft with the best value of every setting that raised the mean accuracy
+  by at least ``--min-gain``, measured on the same cells; the recipe with the highest mean over
+  the tuning cells becomes the study's ``lowdata`` (written to ``--picked``).
+* ``main``: paper vs lowdata, A(1,2), A(2,4), A(3,4), 200-3,200 labels, seeds 0-2.
+* ``compute``: lowdata with the samples per round growing as labelled^a (a = 0.5, 1) at the same
+  total over a cpu-preset run (200 + 400 + ... + 3,200) as the fixed epoch, A(2,4), seeds 0-2.
+* ``premature``: rank agreement of premature evaluation under lowdata. For 200/800/3,200 labels and
+  seeds 0-1, the labelled set is split S'/V' as the search splits it; six networks (1x1 ... 3x4)
+  are trained on S' for the full recipe (scored on the test set: the truth) and for 1/8 and 1/4 of
+  it under each premature schedule (scored on V', as the search scores them).
+* ``ablation``: lowdata with one component set back to the paper's, A(2,4), 800 and 3,200, seeds 0-2.
+
+``--report`` writes the tables into BENCHMARKS.md ("Training recipe") from the results file.
+
+    python benchmarks/recipe_study.py --data-dir ~/data/cifar10 --device cuda --workers 15
+    python benchmarks/recipe_study.py --data-dir ~/data/cifar10 --stages main --workers 2 --threads 1
+    python benchmarks/recipe_study.py --report --results recipe_results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+STAGES = ("tune", "main", "compute", "premature", "ablation", "timing")
+SIZES = (200, 400, 800, 1600, 3200)
+TUNE_SIZES, TUNE_SEEDS = (200, 800, 3200), (100, 101)
+SEEDS = (0, 1, 2)
+ARCHS = ("1x2", "2x4", "3x4")
+RANK_ARCHS = ("1x1", "1x2", "2x2", "1x3", "2x4", "3x4")
+RANK_SIZES, RANK_SEEDS = (200, 800, 3200), (0, 1)
+PREMATURE = (("compressed", 0.125), ("compressed", 0.25), ("early_stop", 0.125), ("early_stop", 0.25))
+WIDTH = 16
+COMPUTE = {"epochs": 24, "epoch_size": 4000, "batch_size": 128}  # the cpu preset's compute per round
+# The recipe tuning started from (issue 21's airbench-style recipe), kept here so the tune stage
+# measures the same draft whatever RECIPES["lowdata"] became.
+DRAFT = {
+    "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "linear", "lr_milestones": (), "lr_gamma": 0.1,
+    "warmup": 0.1, "nesterov": True, "decay_norms_and_biases": False, "label_smoothing": 0.2, "ema_decay": None,
+    "shift": 0.125, "shift_mode": "reflect", "rotation": 0.0, "cutout": 0.0, "test_flips": True,
+    "epoch_size_exponent": 0.0, "epoch_size_reference": 1000,
+}
+
+# One change at a time on top of the draft: (knob, value label, overrides).
+TUNE_VARIANTS = (
+    ("lr", "0.05", {"lr": 0.05}), ("lr", "0.2", {"lr": 0.2}), ("lr", "0.4", {"lr": 0.4}),
+    ("weight_decay", "1e-3", {"weight_decay": 1e-3}), ("weight_decay", "2e-3", {"weight_decay": 2e-3}),
+    ("label_smoothing", "0.1", {"label_smoothing": 0.1}), ("label_smoothing", "0.3", {"label_smoothing": 0.3}),
+    ("cutout", "0.25", {"cutout": 0.25}), ("cutout", "0.375", {"cutout": 0.375}),
+    ("shift", "0.0625", {"shift": 0.0625}), ("rotation", "15", {"rotation": 15.0}),
+    ("lr_schedule", "cosine", {"lr_schedule": "cosine"}), ("warmup", "0", {"warmup": 0.0}),
+    ("warmup", "0.2", {"warmup": 0.2}), ("ema_decay", "0.99", {"ema_decay": 0.99}),
+    ("ema_decay", "0.995", {"ema_decay": 0.995}),
+)
+# The components of lowdata, each set back to the paper's value.
+ABLATIONS = {
+    "schedule (paper's steps, no warmup)": {"lr_schedule": "step", "lr_milestones": (0.5, 0.75), "warmup": 0.0},
+    "no Nesterov": {"nesterov": False},
+    "decay on norms and biases": {"decay_norms_and_biases": True},
+    "no label smoothing": {"label_smoothing": 0.0},
+    "paper augmentation (warp shifts, 15-degree rotations, no cutout)": {"shift_mode": "warp", "rotation": 15.0,
+                                                                        "cutout": 0.0, "shift": 0.125},
+    "no cutout": {"cutout": 0.0},
+    "no weight average": {"ema_decay": None},
+    "no flip TTA": {"test_flips": False},
+    "paper lr and weight decay": {"lr": 0.1, "weight_decay": 5e-4},
+}
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+# What makes a cell (a result adds its measurements to these).
+CELL_KEYS = ("stage", "variant", "recipe", "overrides", "arch", "size", "seed", "kind", "schedule", "fraction", "rep")
+
+
+def cell_key(cell: dict) -> str:
+    return json.dumps({k: cell.get(k) for k in CELL_KEYS}, sort_keys=True)
+
+
+def run_cell(cell: dict) -> dict:
+    """Train one cell in this worker and return it with its measurements."""
+    import torch
+
+    from inas_plugins.models import build_inas_resnet
+    from inas_plugins.search import split_labelled
+    from inas_plugins.space import Arch
+    from inas_plugins.training import Trainer, TrainRecipe
+    from inas_plugins.training.sources import TensorSource
+    from inas_plugins.training.trainer import derive_seed
+
+    data = _WORKER["data"]
+    recipe = TrainRecipe.from_dict({**_WORKER["recipes"][cell["recipe"]], **_WORKER["compute"], **cell["overrides"]})
+    order = np.random.default_rng(cell["seed"]).permutation(len(data["train_labels"]))[:cell["size"]]
+    images, labels = data["train_images"][order], data["train_labels"][order]
+    arch = Arch.parse(cell["arch"])
+    trainer = Trainer(recipe, mean=data["mean"], std=data["std"], flips=True, device=_WORKER["device"],
+                      seed=cell["seed"], progress=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cell["seed"], arch.blocks, arch.stacks))
+        model = build_inas_resnet(arch, num_classes=10, base_width=WIDTH)
+    test = TensorSource(data["test_images"], data["test_labels"], trainer.source(images[:1]).fmt)
+    began = time.perf_counter()
+    if cell["kind"] == "test":
+        cpu_began = time.process_time()
+        stats = trainer.fit(model, images, labels)
+        trained, cpu_trained = time.perf_counter(), time.process_time()
+        accuracy = trainer.evaluate(model, test)
+        return {**cell, "device": _WORKER["device"], "accuracy": accuracy, "train_seconds": stats.seconds,
+                "samples": stats.samples, "eval_seconds": time.perf_counter() - trained,
+                "train_cpu_seconds": cpu_trained - cpu_began, "eval_cpu_seconds": time.process_time() - cpu_trained,
+                "seconds": time.perf_counter() - began, "threads": torch.get_num_threads()}
+    # rank agreement: S'/V' as the search splits them, then a full or premature run on S'
+    train_index, val_index = split_labelled(len(order), 0.2, cell["seed"])
+    source = trainer.source(images, labels)
+    train_part, validation = source.subset(train_index), source.subset(val_index).evaluation()
+    if cell["kind"] == "full":
+        stats = trainer.fit(model, train_part)
+        return {**cell, "device": _WORKER["device"], "accuracy": trainer.evaluate(model, test),
+                "val_accuracy": trainer.evaluate(model, validation),
+                "train_seconds": stats.seconds, "seconds": time.perf_counter() - began}
+    short = recipe.scaled(cell["fraction"])
+    run = trainer.start(model, train_part, recipe=short if cell["schedule"] == "compressed" else recipe)
+    stats = run.train_until(short.epochs)
+    return {**cell, "device": _WORKER["device"], "val_accuracy": trainer.evaluate(run.evaluation_model, validation),
+            "train_seconds": stats.seconds, "seconds": time.perf_counter() - began}
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(data_path: str, recipes: dict, compute: dict, device: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER.update(data=torch.load(data_path, weights_only=True), recipes=recipes, compute=compute, device=device)
+
+
+def tune_cells() -> list[dict]:
+    variants = [("paper", "-", "paper", {}), ("draft", "-", "draft", {})]
+    variants += [(f"{knob}={label}", knob, "draft", overrides) for knob, label, overrides in TUNE_VARIANTS]
+    return [dict(stage="tune", variant=name, knob=knob, recipe=recipe, overrides=overrides, arch="2x4", size=size,
+                 seed=seed, kind="test")
+            for (name, knob, recipe, overrides), size, seed in itertools.product(variants, TUNE_SIZES, TUNE_SEEDS)]
+
+
+def combined_overrides(results: list[dict], min_gain: float) -> dict:
+    """The best value of every tuned setting that beat the draft by ``min_gain`` in mean accuracy."""
+    means = _mean_by(results, "variant", stage="tune")
+    draft = means.get("draft")
+    best: dict[str, tuple[float, dict]] = {}
+    for knob, label, overrides in TUNE_VARIANTS:
+        mean = means.get(f"{knob}={label}")
+        if draft is None or mean is None or mean < draft + min_gain:
+            continue
+        if knob not in best or mean > best[knob][0]:
+            best[knob] = (mean, overrides)
+    return {key: value for _, overrides in best.values() for key, value in overrides.items()}
+
+
+def pick_lowdata(results: list[dict], recipes: dict) -> tuple[str, dict]:
+    """The tuning variant (draft, a single change or combined) with the highest mean accuracy."""
+    means = _mean_by(results, "variant", stage="tune")
+    candidates = {"draft": {}, "combined": None}
+    candidates.update({f"{knob}={label}": overrides for knob, label, overrides in TUNE_VARIANTS})
+    cells = [r for r in results if r["stage"] == "tune" and r["variant"] == "combined"]
+    candidates["combined"] = cells[0]["overrides"] if cells else None
+    measured = [n for n in candidates if n in means and candidates[n] is not None]
+    if not measured:
+        print("no tuning cell of the draft finished: lowdata stays the draft", flush=True)
+        return "draft", dict(recipes["draft"])
+    name = max(measured, key=lambda n: means[n])
+    return name, {**recipes["draft"], **candidates[name]}
+
+
+def main_cells() -> list[dict]:
+    return [dict(stage="main", recipe=recipe, overrides={}, arch=arch, size=size, seed=seed, kind="test")
+            for recipe, arch, seed, size in itertools.product(("paper", "lowdata"), ARCHS, SEEDS, SIZES)]
+
+
+def compute_reference(exponent: float) -> int:
+    """The labelled size at which the scaled epoch equals the fixed one, so a run of the cpu preset's
+    sizes trains as many samples in all as with the fixed epoch."""
+    return round((sum(size**exponent for size in SIZES) / len(SIZES)) ** (1 / exponent))
+
+
+def compute_cells() -> list[dict]:
+    return [dict(stage="compute", recipe="lowdata", arch="2x4", size=size, seed=seed, kind="test",
+                 overrides={"epoch_size_exponent": exponent, "epoch_size_reference": compute_reference(exponent)})
+            for exponent, seed, size in itertools.product((0.5, 1.0), SEEDS, SIZES)]
+
+
+def premature_cells() -> list[dict]:
+    cells = []
+    for size, seed, arch in itertools.product(RANK_SIZES, RANK_SEEDS, RANK_ARCHS):
+        base = dict(stage="premature", recipe="lowdata", overrides={}, arch=arch, size=size, seed=seed)
+        cells.append({**base, "kind": "full", "schedule": "full", "fraction": 1.0})
+        cells += [{**base, "kind": "premature", "schedule": schedule, "fraction": fraction}
+                  for schedule, fraction in PREMATURE]
+    return cells
+
+
+# The cpu preset's compute rule (inas_plugins/config.py): samples per round grow with sqrt(labelled).
+CPU_PRESET_COMPUTE = {"epoch_size_exponent": 0.5, "epoch_size_reference": 1000}
+
+
+def timing_cells() -> list[dict]:
+    """Seconds per round on this machine, today's cpu preset (paper recipe, fixed epoch) against the new
+    one (lowdata, growing epoch), A(2,4), alternating so both see the same load."""
+    return [dict(stage="timing", recipe=recipe, overrides=overrides, arch="2x4", size=size, seed=0, rep=rep,
+                 kind="test")
+            for rep, size, (recipe, overrides) in itertools.product(
+                (0, 1), (800, 3200), (("paper", {}), ("lowdata", CPU_PRESET_COMPUTE)))]
+
+
+def ablation_cells(lowdata: dict) -> list[dict]:
+    cells = []
+    for name, overrides in ABLATIONS.items():
+        if all(lowdata.get(key) == value for key, value in overrides.items()):
+            continue  # lowdata already has the paper's value: nothing to ablate
+        cells += [dict(stage="ablation", variant=name, recipe="lowdata", overrides=overrides, arch="2x4", size=size,
+                       seed=seed, kind="test") for size, seed in itertools.product((800, 3200), SEEDS)]
+    return cells
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_cells(cells: list[dict], pool: ProcessPoolExecutor, results_path: Path, done: set[str], deadline: float) -> None:
+    """Run the cells not yet in the results file, appending each result as it arrives."""
+    todo = [cell for cell in cells if cell_key(cell) not in done]
+    print(f"{len(todo)} cells to run ({len(cells) - len(todo)} already done)", flush=True)
+    if LIMIT_CELLS is not None:  # --smoke: a few cells of each stage
+        todo = [cell for stage in dict.fromkeys(c["stage"] for c in todo)
+                for cell in [c for c in todo if c["stage"] == stage][:LIMIT_CELLS]]
+    pending = {pool.submit(run_cell, cell) for cell in todo}
+    finished = 0
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 and deadline != math.inf:  # start nothing new; keep what is already training
+            pending = {future for future in pending if not future.cancel()}
+            print(f"deadline reached: {len(todo) - finished - len(pending)} cells left undone; "
+                  f"waiting for the {len(pending)} in training", flush=True)
+            deadline = math.inf
+            continue
+        complete, pending = wait(pending, timeout=min(max(remaining, 1), 30), return_when=FIRST_COMPLETED)
+        with results_path.open("a") as handle:
+            for future in complete:
+                result = future.result()
+                done.add(cell_key(result))
+                handle.write(json.dumps(result) + "\n")
+                finished += 1
+        if complete:
+            print(f"  {finished}/{len(todo)} done, {time.monotonic() - STARTED:.0f} s", flush=True)
+
+
+STARTED = time.monotonic()
+LIMIT_CELLS: int | None = None  # --smoke: a few cells per stage
+
+
+def prepare_data(data_dir: Path, scratch: Path) -> Path:
+    """The cpu preset's pool and the whole test set as tensors in one file the workers load."""
+    import torch
+
+    from inas_plugins.config import resolve_config
+    from inas_plugins.data import load_dataset
+
+    config = resolve_config({"dataset": "folder", "data_dir": str(data_dir), "limit_test": None}, "cpu")
+    data = load_dataset(config.dataset, config.data_dir, seed=config.data_seed, limit_train=config.limit_train,
+                        progress=False)
+    if data.classes != ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]:
+        raise SystemExit(f"{data_dir} does not hold CIFAR-10's ten classes: {data.classes}")
+    path = scratch / "data.pt"
+    test = slice(None) if LIMIT_CELLS is None else slice(0, None, 20)  # --smoke: every 20th test image
+    torch.save({"train_images": data.train.images, "train_labels": data.train.labels,
+                "test_images": data.test.images[test], "test_labels": data.test.labels[test], "mean": list(data.mean), "std": list(data.std)}, path)
+    print(f"data: {len(data.train)} pool images, {len(data.test)} test images", flush=True)
+    return path
+
+
+def study(args: argparse.Namespace) -> None:
+    from inas_plugins.training.recipe import RECIPES
+
+    recipes = {"paper": RECIPES["paper"], "draft": DRAFT, "lowdata": RECIPES["lowdata"]}
+    if args.picked.exists():
+        recipes["lowdata"] = json.loads(args.picked.read_text())["recipe"]
+    done = {cell_key(result) for result in load_results(args.results)}
+    deadline = STARTED + args.deadline
+    with tempfile.TemporaryDirectory() as scratch:
+        data_path = prepare_data(args.data_dir, Path(scratch))
+
+        def pool() -> ProcessPoolExecutor:
+            return ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                       initargs=(str(data_path), recipes, COMPUTE, args.device, args.threads))
+
+        if "tune" in args.stages:
+            print("== stage tune", flush=True)
+            with pool() as workers:
+                run_cells(tune_cells(), workers, args.results, done, deadline)
+                combined = combined_overrides(load_results(args.results), args.min_gain)
+                print(f"combined changes: {combined}", flush=True)
+                if len(combined) > 1:  # with one change or none, "combined" is a variant already measured
+                    run_cells([dict(cell, variant="combined", knob="-", overrides=combined)
+                               for cell in tune_cells() if cell["variant"] == "draft"], workers, args.results, done,
+                              deadline)
+            name, recipes["lowdata"] = pick_lowdata(load_results(args.results), recipes)
+            args.picked.write_text(json.dumps({"variant": name, "recipe": recipes["lowdata"], "draft": DRAFT},
+                                              indent=1) + "\n")
+            print(f"picked lowdata = {name}: {recipes['lowdata']}", flush=True)
+        later = [stage for stage in args.stages if stage != "tune"]
+        if later:
+            cells = {"main": main_cells, "compute": compute_cells, "premature": premature_cells,
+                     "ablation": lambda: ablation_cells(recipes["lowdata"]), "timing": timing_cells}
+            print(f"== stages {', '.join(later)}", flush=True)
+            with pool() as workers:  # one queue, in stage order, so no worker waits for a stage to drain
+                run_cells([cell for stage in later for cell in cells[stage]()], workers, args.results, done, deadline)
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _mean_by(results: list[dict], key: str, **where) -> dict:
+    groups: dict = {}
+    for result in results:
+        if all(result.get(k) == v for k, v in where.items()) and "accuracy" in result:
+            groups.setdefault(result[key], []).append(result["accuracy"])
+    return {name: statistics.fmean(values) for name, values in groups.items()}
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f} (1 seed)"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _select(results: list[dict], **where) -> list[dict]:
+    return [r for r in results if all(r.get(k) == v for k, v in where.items())]
+
+
+def _accuracies(results: list[dict], **where) -> list[float]:
+    return [r["accuracy"] for r in _select(results, **where)]
+
+
+def report(results: list[dict], picked: dict | None, command: str) -> str:
+    from _report import markdown_table
+
+    lines = ["## Training recipe: the paper's against lowdata (CIFAR-10, 200-3,200 labels, whole test set)", "",
+             f"Command: `{command}`. Script: `benchmarks/recipe_study.py` (its docstring says what every stage does).", ""]
+    devices = sorted({r.get("device", "?") for r in results})
+    lines += [f"Cells: {len(results)}, trained on {', '.join(devices)}.", ""]
+    if picked is not None:
+        lines += [f"`lowdata` as measured (picked by the tune stage: `{picked['variant']}`): "
+                  f"`{json.dumps(picked['recipe'], sort_keys=True)}`", ""]
+    main = _select(results, stage="main")
+    if main:
+        lines += ["### Test accuracy, mean ± std over seeds 0-2 (fixed networks, width 16, random labels)", ""]
+        rows = []
+        for arch, recipe in itertools.product(ARCHS, ("paper", "lowdata")):
+            cells = [_cell(_accuracies(main, arch=arch, recipe=recipe, size=size)) for size in SIZES]
+            seconds = [r["train_seconds"] + r["eval_seconds"] for r in _select(main, arch=arch, recipe=recipe)]
+            rows.append([f"A({arch.replace('x', ',')})", recipe, *cells,
+                         f"{statistics.fmean(seconds):.1f}" if seconds else "-"])
+        lines += [markdown_table(["network", "recipe", *map(str, SIZES), "seconds per cell (train + test)"], rows), ""]
+        gains = []
+        for arch in ARCHS:
+            row = [f"A({arch.replace('x', ',')})"]
+            for size in SIZES:
+                paper = {r["seed"]: r["accuracy"] for r in _select(main, arch=arch, recipe="paper", size=size)}
+                low = {r["seed"]: r["accuracy"] for r in _select(main, arch=arch, recipe="lowdata", size=size)}
+                diffs = [low[s] - paper[s] for s in paper if s in low]
+                row.append(f"{statistics.fmean(diffs):+.3f}" if diffs else "-")
+            gains.append(row)
+        lines += ["Gain of lowdata over paper, paired per seed:", "",
+                  markdown_table(["network", *map(str, SIZES)], gains), ""]
+    tune = _select(results, stage="tune")
+    if tune:
+        lines += ["### How lowdata was chosen: one change at a time on the draft (A(2,4), tuning seeds 100-101)", ""]
+        variants = list(dict.fromkeys(r["variant"] for r in tune))
+        rows = [[variant, *[_cell(_accuracies(tune, variant=variant, size=size)) for size in TUNE_SIZES],
+                 f"{statistics.fmean(_accuracies(tune, variant=variant)):.3f}"] for variant in variants]
+        rows.sort(key=lambda row: -float(row[-1]))
+        lines += [markdown_table(["variant", *map(str, TUNE_SIZES), "mean"], rows), ""]
+    ablation = _select(results, stage="ablation")
+    if ablation:
+        lines += ["### Ablation: lowdata with one component set back to the paper's (A(2,4), seeds 0-2)", ""]
+        rows = []
+        for variant in dict.fromkeys(r["variant"] for r in ablation):
+            row = [variant]
+            for size in (800, 3200):
+                base = {r["seed"]: r["accuracy"] for r in _select(main, arch="2x4", recipe="lowdata", size=size)}
+                ablated = {r["seed"]: r["accuracy"] for r in _select(ablation, variant=variant, size=size)}
+                diffs = [ablated[s] - base[s] for s in ablated if s in base]
+                row += [_cell(list(ablated.values())), f"{statistics.fmean(diffs):+.3f}" if diffs else "-"]
+            rows.append(row)
+        lines += [markdown_table(["without", "800", "change at 800", "3200", "change at 3200"], rows), ""]
+    compute = _select(results, stage="compute")
+    if compute:
+        lines += ["### Compute per round: samples per round growing with the labelled set, same total per run "
+                  "(lowdata, A(2,4), seeds 0-2)", ""]
+        rows = [["fixed (exponent 0)", *[_cell(_accuracies(main, arch="2x4", recipe="lowdata", size=size))
+                                         for size in SIZES], _auc(main, arch="2x4", recipe="lowdata")]]
+        for exponent in (0.5, 1.0):
+            where = {"stage": "compute"}
+            chosen = [r for r in compute if r["overrides"]["epoch_size_exponent"] == exponent]
+            rows.append([f"exponent {exponent} (reference {compute_reference(exponent)} labels)",
+                         *[_cell(_accuracies(chosen, size=size)) for size in SIZES], _auc(chosen, **where)])
+        lines += [markdown_table(["samples per round", *map(str, SIZES), "mean over sizes"], rows), ""]
+    premature = _select(results, stage="premature")
+    if premature:
+        lines += ["### Premature evaluation under lowdata: does V' after a short run rank networks as a full run "
+                  "does? (6 networks per round, 3 sizes x 2 seeds)", "", *premature_table(premature), ""]
+    return "\n".join(lines)
+
+
+def _auc(results: list[dict], **where) -> str:
+    means = [statistics.fmean(values) for size in SIZES if (values := _accuracies(results, size=size, **where))]
+    return f"{statistics.fmean(means):.3f}" if len(means) == len(SIZES) else "-"
+
+
+def premature_table(results: list[dict]) -> list[str]:
+    from scipy.stats import kendalltau
+
+    from _report import markdown_table
+
+    rows = []
+    for schedule, fraction in PREMATURE:
+        taus, agree, regrets = [], 0, []
+        rounds = 0
+        for size, seed in itertools.product(RANK_SIZES, RANK_SEEDS):
+            truth = {r["arch"]: r["accuracy"] for r in _select(results, kind="full", size=size, seed=seed)}
+            short = {r["arch"]: r["val_accuracy"] for r in _select(results, kind="premature", size=size, seed=seed,
+                                                                     schedule=schedule, fraction=fraction)}
+            archs = [a for a in RANK_ARCHS if a in truth and a in short]
+            if len(archs) < 3:
+                continue
+            rounds += 1
+            taus.append(kendalltau([short[a] for a in archs], [truth[a] for a in archs]).statistic)
+            pick = max(archs, key=lambda a: (short[a], -RANK_ARCHS.index(a)))
+            best = max(truth[a] for a in archs)
+            agree += truth[pick] == best
+            regrets.append(best - truth[pick])
+        if rounds:
+            rows.append([schedule, f"1/{round(1 / fraction)}", rounds, f"{statistics.fmean(taus):+.2f}",
+                         f"{agree}/{rounds}", f"{statistics.fmean(regrets):.3f}"])
+    full = [r for r in results if r["kind"] == "full"]
+    head = ["schedule", "fraction", "rounds", "Kendall tau (V' after the short run vs test after the full run)",
+            "best network picked", "mean test accuracy lost by the pick"]
+    note = (f"For reference, V' after the *full* run ranks with Kendall tau "
+            f"{_full_tau(full):+.2f} against the test accuracy (V' holds 20% of the labelled set).")
+    return [markdown_table(head, rows), "", note]
+
+
+def _full_tau(full: list[dict]) -> float:
+    from scipy.stats import kendalltau
+
+    taus = []
+    for size, seed in itertools.product(RANK_SIZES, RANK_SEEDS):
+        cells = _select(full, size=size, seed=seed)
+        if len(cells) >= 3:
+            taus.append(kendalltau([c["val_accuracy"] for c in cells], [c["accuracy"] for c in cells]).statistic)
+    return statistics.fmean(taus) if taus else float("nan")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path.home() / "data" / "cifar10",
+                        help="CIFAR-10 as an image folder (train/<class>/, test/<class>/)")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--results", type=Path, default=Path("recipe_results.jsonl"))
+    parser.add_argument("--picked", type=Path, default=Path("recipe_picked.json"),
+                        help="where the tune stage writes the chosen lowdata (later stages read it)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--workers", type=int, default=1, help="cells trained side by side, each in its own process")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument("--deadline", type=float, default=float("inf"), help="stop starting cells after this many seconds")
+    parser.add_argument("--min-gain", type=float, default=0.005,
+                        help="accuracy a tuned change must add (mean over the tuning cells) to enter 'combined'")
+    parser.add_argument("--report", action="store_true", help="write the tables from --results into BENCHMARKS.md")
+    parser.add_argument("--smoke", action="store_true", help="a tiny training per cell, to check the script runs")
+    args = parser.parse_args()
+    if args.workers < 1 or args.threads < 1:
+        parser.error("--workers and --threads must be at least 1")
+    if args.report:
+        from _report import write_section
+
+        results = load_results(args.results)
+        if not results:
+            parser.error(f"{args.results} holds no results")
+        picked = json.loads(args.picked.read_text()) if args.picked.exists() else None
+        body = report(results, picked, " ".join(["python", *sys.argv]))
+        print(body)
+        write_section("recipe_study", body)
+        return
+    if not (args.data_dir / "train").is_dir():
+        parser.error(f"--data-dir {args.data_dir} has no train/ folder (unpack cifar10-jpeg.tar.gz there)")
+    if args.smoke:
+        global LIMIT_CELLS
+        COMPUTE.update(epochs=1, epoch_size=128)
+        LIMIT_CELLS = 4
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    study(args)
+
+
+if __name__ == "__main__":
+    main()
