@@ -32,11 +32,9 @@ def tracking_target(uri: Optional[str], experiment: Optional[str], directory: Op
     ``check=False`` (the runs of a sweep, which checked it itself).
     """
     from inas_plugins.tracking import TrackingError, check_target, require_client, resolve_target
-    from inas_plugins.tracking.link import read_link
 
+    stored = stored_target(directory) if directory is not None else None
     try:
-        link = read_link(directory) if directory is not None else None
-        stored = link.target if link is not None else None
         target = resolve_target(uri, experiment, stored)
         if target is not None:
             require_client()
@@ -66,7 +64,7 @@ def tracking_args(target, parent_run_id: Optional[str]) -> list[str]:
     return ["--tracking-uri", target.uri, "--experiment", target.experiment, "--parent-run-id", parent_run_id]
 
 
-def new_tracker(kind: str, directory: Path, target, parent_run_id: Optional[str] = None, live: bool = True):
+def new_tracker(kind: str, directory: Path, target, parent_run_id: Optional[str] = None):
     """A tracker of ``directory`` (``run``, ``sweep`` or ``label``) into ``target``; None when not tracked."""
     if target is None:
         return None
@@ -74,7 +72,7 @@ def new_tracker(kind: str, directory: Path, target, parent_run_id: Optional[str]
     from inas_plugins.tracking.tracker import Tracker
 
     mirror = {"run": RunMirror, "sweep": SweepMirror, "label": LabelMirror}[kind](directory, target, parent_run_id)
-    return Tracker(mirror, log=typer.echo, live=live)
+    return Tracker(mirror, log=typer.echo)
 
 
 @contextmanager

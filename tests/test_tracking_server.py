@@ -215,8 +215,19 @@ def test_a_server_killed_mid_run_costs_the_run_nothing_and_track_sync_catches_up
 # --------------------------------------------------------------------------- a sweep
 
 
-def test_a_two_run_sweep_is_a_parent_run_with_its_runs_nested(server, tmp_path) -> None:
-    pytest.importorskip("ray")
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the sweep, as tests/test_sweep.py starts it (the sweep joins it)."""
+    ray = pytest.importorskip("ray")
+    from inas_plugins.ray_cluster import connect
+
+    owned = connect(None, num_cpus=2)
+    yield
+    if owned:
+        ray.shutdown()
+
+
+def test_a_two_run_sweep_is_a_parent_run_with_its_runs_nested(server, local_ray, tmp_path) -> None:
     sweep_dir = tmp_path / "sweep"
     result = invoke("sweep", *TINY[:-3], "--seed", "0", "1", "--out", sweep_dir, "--tracking-uri", server.uri,
                     "--experiment", "sweep")

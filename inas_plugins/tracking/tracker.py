@@ -30,15 +30,14 @@ Log = Callable[[str], None]
 class Tracker:
     """Mirrors ``mirror``'s directory into MLflow in the background; see the module docstring.
 
-    ``live``: the directory belongs to a process at work (a run, a sweep), so its MLflow run is
-    marked RUNNING (again, after an interruption) until :meth:`finish`.
+    The directory belongs to a process at work (a run, a sweep, a labelling command), so its MLflow
+    run is marked RUNNING (again, after an interruption) until :meth:`finish` says how it ended.
     """
 
-    def __init__(self, mirror: Mirror, log: Log = print, live: bool = True, sync_hint: Optional[str] = None) -> None:
+    def __init__(self, mirror: Mirror, log: Log = print) -> None:
         self.mirror = mirror
-        self.live = live
         self.log = log
-        self.sync_hint = sync_hint or f"inas track sync {mirror.directory}"
+        self.sync_hint = f"inas track sync {mirror.directory}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inas-tracking")
         self._lock = threading.Lock()
         self._queued: Optional[Future] = None
@@ -87,8 +86,7 @@ class Tracker:
         return ok
 
     def _sync(self, status: Optional[str], final: bool) -> bool:
-        if status is None and self.live:
-            status = RUNNING
+        status = status or RUNNING
         files = final or time.monotonic() - self._files_at >= FILES_INTERVAL_S
         try:
             if self._client is None:
