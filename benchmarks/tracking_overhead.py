@@ -53,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="Do not update BENCHMARKS.md.")
+    parser.add_argument("--note", default="", help="A sentence on the conditions (a shared machine, say) for the section.")
     parser.add_argument("run_options", nargs="*", help="inas run options (after --); default: digits, quick preset.")
     args = parser.parse_args()
     options = args.run_options or ["--dataset", "digits", "--preset", "quick"]
@@ -94,6 +95,7 @@ def main() -> None:
         "for the server; what it costs is the CPU of that thread (importing the MLflow client, about 1.7 s, "
         "and a few requests per round) beside the run's own threads, and the last upload before the process "
         "exits.",
+        *([args.note] if args.note else []),
     ])
     print(table)
     print(f"overhead {100 * overhead:+.1f}%")

@@ -67,10 +67,10 @@ def run(
                "resume": resume}
     from inas_plugins.rundir import holds_run
 
-    # The runs of a sweep are not refused for a server that went down: the sweep checked it at its start.
-    target = tracking_target(tracking_uri, experiment, resume, check=parent_run_id is None)
     lock = None
     try:
+        # The runs of a sweep are not refused for a server that went down: the sweep checked it at its start.
+        target = tracking_target(tracking_uri, experiment, resume, check=parent_run_id is None)
         if resume is not None:
             config, lock = _prepare_resume(options)
             run_dir = resume
