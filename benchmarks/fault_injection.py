@@ -45,11 +45,12 @@ from pathlib import Path
 
 import torch
 
+from inas_plugins.run_files import CHECKPOINT_NAME, CONFIG_NAME, RESULTS_CSV, RESULTS_JSON, RUN_FILES
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import command_line, machine_line, markdown_table, write_section  # noqa: E402
 
 KINDS = ("write-before", "write-after", "sigkill", "sigint")
-RUN_FILES = {"config.json", "checkpoint.pt", "results.json", "results.csv", "learning_curve.png", "architecture.png"}
 
 # Runs the CLI, SIGKILLing itself around the FI_AT-th os.replace (FI_WHEN = before/after); with
 # FI_AT=0 it only counts and reports the number of replacements on stderr at exit.
@@ -82,7 +83,7 @@ def inas(args: list[str], env: dict, **popen) -> subprocess.Popen:
 def finish(run_args: list[str], run_dir: Path, env: dict, log: list[str]) -> int:
     """Continue (or restart) the run until it completes; returns how many commands that took."""
     for attempt in range(1, 6):
-        if (run_dir / "config.json").exists():
+        if (run_dir / CONFIG_NAME).exists():
             args = ["run", "--resume", str(run_dir), "--quiet"]
         else:
             args = [*run_args, "--out", str(run_dir)]
@@ -97,7 +98,7 @@ def finish(run_args: list[str], run_dir: Path, env: dict, log: list[str]) -> int
 
 
 def comparable_results(run_dir: Path) -> dict:
-    data = json.loads((run_dir / "results.json").read_text())
+    data = json.loads((run_dir / RESULTS_JSON).read_text())
     for row in data["rounds"]:
         for key in [k for k in row if k.endswith("seconds")]:
             del row[key]
@@ -107,7 +108,7 @@ def comparable_results(run_dir: Path) -> dict:
 
 
 def comparable_csv(run_dir: Path) -> list[dict]:
-    rows = list(csv.DictReader(io.StringIO((run_dir / "results.csv").read_text())))
+    rows = list(csv.DictReader(io.StringIO((run_dir / RESULTS_CSV).read_text())))
     return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows]
 
 
@@ -116,13 +117,13 @@ def differences(run_dir: Path, reference: Path) -> list[str]:
     names = {p.name for p in run_dir.iterdir()}
     if names != RUN_FILES:
         found.append(f"files {sorted(names ^ RUN_FILES)}")
-    if json.loads((run_dir / "config.json").read_text()) != json.loads((reference / "config.json").read_text()):
-        found.append("config.json")
+    if json.loads((run_dir / CONFIG_NAME).read_text()) != json.loads((reference / CONFIG_NAME).read_text()):
+        found.append(CONFIG_NAME)
     if comparable_results(run_dir) != comparable_results(reference):
-        found.append("results.json")
+        found.append(RESULTS_JSON)
     if comparable_csv(run_dir) != comparable_csv(reference):
-        found.append("results.csv")
-    mine, theirs = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (run_dir, reference))
+        found.append(RESULTS_CSV)
+    mine, theirs = (torch.load(d / CHECKPOINT_NAME, weights_only=True) for d in (run_dir, reference))
     if not torch.equal(mine["labelled_map"], theirs["labelled_map"]):
         found.append("labelled set")
     if mine["arch"] != theirs["arch"] or mine["finished"] is not True:

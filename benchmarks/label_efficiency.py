@@ -40,6 +40,7 @@ from inas_plugins.plots import plot_report  # noqa: E402
 from inas_plugins.report import (build_report, format_curve_table, format_report_table, normalised_auc,  # noqa: E402
                                  settings_of)
 from inas_plugins.results import load_results as _load_results  # noqa: E402
+from inas_plugins.run_files import CONFIG_NAME  # noqa: E402
 from inas_plugins.sweep import SweepRun, execute, flags_from_overrides, option_args, prepare  # noqa: E402
 
 # The plain search of the paper: candidates trained for 1/4 of the schedule. Pinned in the paper-recipe
@@ -127,7 +128,7 @@ def sweep_run(overrides: dict, name: str, seed: int, data_dir: Path, runs_dir: P
     into ``runs_dir/<name>-seed<N>``."""
     run_dir = runs_dir / f"{name}-seed{seed}"
     config = resolve_config({"dataset": "folder", "seed": seed, **overrides}, preset="cpu")
-    saved = run_dir / "config.json"
+    saved = run_dir / CONFIG_NAME
     if saved.exists() and _comparable(saved_config(saved)) != _comparable(config.to_dict()):
         raise SystemExit(f"{run_dir} was made with another configuration (the cpu preset changed?); "
                          "pass a new --runs-dir or move the old runs away")

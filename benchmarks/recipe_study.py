@@ -243,13 +243,18 @@ def timing_cells() -> list[dict]:
 
 
 def ablation_cells(lowdata: dict) -> list[dict]:
-    cells = []
-    for name, overrides in ABLATIONS.items():
-        if all(lowdata.get(key) == value for key, value in overrides.items()):
-            continue  # lowdata already has the paper's value: nothing to ablate
-        cells += [dict(stage="ablation", variant=name, recipe="lowdata", overrides=overrides, arch="2x4", size=size,
-                       seed=seed, kind="test") for size, seed in itertools.product((800, 3200), SEEDS)]
-    return cells
+    """Seed by seed, so an interrupted ablation has every component on its first seeds."""
+    ablations = {name: overrides for name, overrides in ABLATIONS.items()
+                 # a component lowdata does not use (its value is already the paper's) has nothing to ablate
+                 if not all(_same(lowdata.get(key), value) for key, value in overrides.items())}
+    return [dict(stage="ablation", variant=name, recipe="lowdata", overrides=overrides, arch="2x4", size=size, seed=seed,
+                 kind="test")
+            for seed, (name, overrides), size in itertools.product(SEEDS, ablations.items(), (800, 3200))]
+
+
+def _same(a, b) -> bool:
+    """Equal settings, a list read back from JSON and a tuple included."""
+    return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
 
 
 # ----------------------------------------------------------------------------- running
@@ -442,11 +447,46 @@ def report(results: list[dict], picked: dict | None, command: str) -> str:
             rows.append([f"exponent {exponent} (reference {compute_reference(exponent)} labels)",
                          *[_cell(_accuracies(chosen, size=size)) for size in SIZES], _auc(chosen, **where)])
         lines += [markdown_table(["samples per round", *map(str, SIZES), "mean over sizes"], rows), ""]
+    timing = _select(results, stage="timing")
+    if timing:
+        lines += ["### Seconds per round on 2 CPU cores: today's cpu preset (paper recipe, fixed epoch) against "
+                  "lowdata with the cpu preset's growing epoch (A(2,4), seed 0, 1 torch thread, alternating)", "",
+                  *timing_table(timing), ""]
     premature = _select(results, stage="premature")
     if premature:
         lines += ["### Premature evaluation under lowdata: does V' after a short run rank networks as a full run "
                   "does? (6 networks per round, 3 sizes x 2 seeds)", "", *premature_table(premature), ""]
     return "\n".join(lines)
+
+
+def timing_table(results: list[dict]) -> list[str]:
+    """Process CPU seconds (less disturbed by other jobs than wall time) of training and of testing on the
+    whole test set, per round, and the ratio lowdata / paper; the machine was shared while this ran."""
+    from _report import markdown_table
+
+    rows, per_sample = [], {}
+    for size in sorted({r["size"] for r in results}):
+        cost = {}
+        for recipe in ("paper", "lowdata"):
+            cells = _select(results, size=size, recipe=recipe)
+            if not cells:
+                continue
+            train = statistics.fmean(r["train_cpu_seconds"] for r in cells)
+            test = statistics.fmean(r["eval_cpu_seconds"] for r in cells)
+            per_sample.setdefault(recipe, []).extend(1000 * r["train_cpu_seconds"] / r["samples"] for r in cells)
+            cost[recipe] = train + test
+            rows.append([size, recipe, len(cells), cells[0]["samples"], f"{train:.0f}", f"{test:.1f}",
+                         f"{test / (train + test):.1%}", f"{cells[0]['accuracy']:.3f}",
+                         f"{cost[recipe] / cost['paper']:.2f}" if "paper" in cost else "-"])
+    table = markdown_table(["labelled", "recipe", "repetitions", "samples trained", "train CPU s", "test CPU s "
+                            "(10,000 images)", "test share", "test accuracy", "round / paper's"], rows)
+    ratio = statistics.fmean(per_sample["lowdata"]) / statistics.fmean(per_sample["paper"]) \
+        if {"paper", "lowdata"} <= set(per_sample) else float("nan")
+    return [table, "", f"Training cost per sample, lowdata / paper: {ratio:.2f} (the paper's bilinear warp is gone). "
+            "With the growing epoch a run of the cpu preset trains as many samples as with the fixed one, so its "
+            f"training costs about {ratio:.2f}x the paper recipe's; the rounds above 1,000 labels cost more than "
+            "before, those below less. The test pass with flip TTA (two views) is the share shown of a round's "
+            "final training and test; a round also searches (iNAS) and queries."]
 
 
 def _auc(results: list[dict], **where) -> str:

@@ -9,6 +9,8 @@ import typer
 from typer._click import ClickException  # Typer's own click, whose errors its commands raise
 from typer.core import TyperGroup
 
+from inas_plugins.error_text import first_line
+
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
     """Print ``error: message`` to stderr and return the Exit to raise."""
@@ -32,6 +34,11 @@ def in_flags(error: BaseException) -> str:
         if flag is not None:
             message = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w/-])", flag, message)  # not inside a path
     return message
+
+
+def one_line(error: BaseException) -> str:
+    """A library error as one ``error:`` line: its settings as flags (:func:`in_flags`), its first line."""
+    return first_line(in_flags(error)) or first_line(error)
 
 
 class OneLineErrors(TyperGroup):

@@ -20,8 +20,9 @@ import typer
 
 from inas_plugins.choices import COLOR_MODES, LABEL_EXPORT_FORMATS, LABEL_EXPORTS, LABEL_STUDIO_API_KEY_ENV
 from inas_plugins.config import RUN_FLAGS
+from inas_plugins.progress import draw_bars
 
-from .errors import fail, in_flags
+from .errors import fail, one_line
 from .options import PRESET_HELP, Preset, choices, value, with_settings
 from .track_cmd import Experiment, TrackingUri, new_tracker, stored_target, tracking_target
 
@@ -102,7 +103,7 @@ def init(
                      color=value(color), flips=flips, cv_folds=cv_folds, studio=_studio(label_studio, api_key),
                      document_root=document_root, title=title, log=typer.echo)
     except (ProjectError, StudioError, ValueError, KeyError) as error:
-        raise fail(_one_line(error))
+        raise fail(one_line(error))
     _track(run_dir, target)
     typer.echo(f"next: label the batch, then `inas label sync {run_dir}`"
                + ("" if label_studio else f" (files: `inas label export {run_dir}` ... `inas label import {run_dir} FILE`)"))
@@ -124,9 +125,9 @@ def sync(
     try:
         project, _ = load_project(run_dir)
         studio = _studio(project.studio.url, api_key) if project.studio else None
-        report = run_sync(run_dir, studio, force=force, progress=not quiet, log=typer.echo)
+        report = run_sync(run_dir, studio, force=force, progress=draw_bars(not quiet), log=typer.echo)
     except (ProjectError, StudioError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(one_line(error))
     _track(run_dir, stored_target(run_dir))
     for problem in report.problems:
         typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
@@ -146,7 +147,7 @@ def status(
     try:
         info = read_status(run_dir)
     except (ProjectError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(one_line(error))
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -185,7 +186,7 @@ def export(
     try:
         text = export_text(run_dir, value(fmt), value(what))
     except (ProjectError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(one_line(error))
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -205,7 +206,7 @@ def import_(
     try:
         added = import_file(run_dir, file)
     except (ProjectError, ValueError) as error:
-        raise fail(_one_line(error))
+        raise fail(one_line(error))
     typer.echo(f"imported {added} new answer(s) from {file}")
 
 
@@ -214,8 +215,3 @@ def _track(run_dir: Path, target) -> None:
     tracker = new_tracker("label", run_dir, target)
     if tracker is not None:
         tracker.finish("done")
-
-
-def _one_line(error: BaseException) -> str:
-    text = in_flags(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

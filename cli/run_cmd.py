@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from inas_plugins.config import RUN_FLAGS
+from inas_plugins.error_text import first_line
+from inas_plugins.progress import draw_bars
+from inas_plugins.run_files import CHECKPOINT_NAME, CONFIG_NAME
+from inas_plugins.rundir import holds_run
 
 from .errors import fail, in_flags
 from .options import PRESET_HELP, Preset, value, with_settings
@@ -65,8 +68,6 @@ def run(
     """
     options = {**settings, "preset": value(preset), "query_size": query_size, "schedule": schedule, "out": out,
                "resume": resume}
-    from inas_plugins.rundir import holds_run
-
     lock = None
     try:
         # The runs of a sweep are not refused for a server that went down: the sweep checked it at its start.
@@ -116,7 +117,7 @@ def _prepare_new(options: dict):
         run_dir = options["out"]
         _check_writable(run_dir)
         lock = _lock(run_dir)
-        if _holds_run(run_dir):
+        if holds_run(run_dir):
             lock.release()
             raise fail(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
         return config, run_dir, lock
@@ -127,7 +128,6 @@ def _prepare_resume(options: dict):
     """Own the run directory, read its configuration and refuse conflicting flags: (config, lock)."""
     from inas_plugins.checkpoint import load_checkpoint
     from inas_plugins.config import RESUME_MAY_CHANGE, RunConfig, resume_conflicts
-    from inas_plugins.rundir import CHECKPOINT_NAME, CONFIG_NAME
 
     run_dir = options["resume"]
     if options["out"] is not None:
@@ -136,7 +136,7 @@ def _prepare_resume(options: dict):
     if others:
         raise fail(f"{', '.join(others)} cannot change a run being resumed; leave {'them' if len(others) > 1 else 'it'} "
                    f"out (may change on resume: {', '.join('--' + flag for flag in RESUME_MAY_CHANGE)})")
-    if not run_dir.is_dir() or not _holds_run(run_dir):
+    if not run_dir.is_dir() or not holds_run(run_dir):
         raise fail(f"{run_dir} holds no run to resume (config.json is missing)")
     lock = _lock(run_dir)
     try:
@@ -146,7 +146,7 @@ def _prepare_resume(options: dict):
         except FileNotFoundError:
             raise fail(f"{run_dir} holds no run to resume (config.json is missing)")
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise fail(f"cannot resume {run_dir}: {config_path} is not valid JSON ({_first_line(error)})")
+            raise fail(f"cannot resume {run_dir}: {config_path} is not valid JSON ({first_line(error)})")
         try:
             config = RunConfig.from_dict(values)
         except ValueError as error:
@@ -175,7 +175,7 @@ def _prepare_resume(options: dict):
 def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Optional[int] = None,
              parallel_candidates: bool = False, tracking: tuple = (None, None)) -> None:
     """Load the data, check it against the run, and run (or continue) the active loop."""
-    progress = not quiet and sys.stderr.isatty()  # bars redraw in place: only on a terminal
+    progress = draw_bars(not quiet)  # bars redraw in place: only on a terminal
     _check_device(config.device)
     pool = _candidate_pool(parallel_candidates, _set_threads(threads), config)
     typer.echo("configuration: " + json.dumps(config.to_dict(), sort_keys=True))
@@ -233,7 +233,7 @@ def _lock_default_run_dir(config):
     base = Path("runs") / f"{config.dataset}-{config.query.heuristic}-{model}-seed{config.seed}"
     candidate, suffix = base, 2
     while True:
-        if not _holds_run(candidate):
+        if not holds_run(candidate):
             _check_writable(candidate)
             lock = RunDirLock(candidate)
             try:
@@ -243,22 +243,12 @@ def _lock_default_run_dir(config):
             except Exception as error:
                 raise fail(str(error))
             if lock is not None:
-                if not _holds_run(candidate):
+                if not holds_run(candidate):
                     remove_stale_temp_files(candidate)
                     return candidate, lock
                 lock.release()
         candidate, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
 
-
-def _holds_run(run_dir: Path) -> bool:
-    from inas_plugins.rundir import holds_run
-
-    return holds_run(run_dir)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -142,7 +142,7 @@ def sync(
 def _kind_of(directory: Path):
     """The mirror class for what ``directory`` holds: a labelling project, a sweep or a run."""
     from inas_plugins.labelling.project import PROJECT_NAME
-    from inas_plugins.rundir import CONFIG_NAME
+    from inas_plugins.run_files import CONFIG_NAME
     from inas_plugins.sweep import MANIFEST
     from inas_plugins.tracking.mirror import LabelMirror, RunMirror, SweepMirror
 

@@ -20,7 +20,7 @@ import torch
 
 from .atomic import atomic_write_bytes
 from .records import RoundRecord
-from .rundir import CHECKPOINT_NAME
+from .run_files import CHECKPOINT_NAME
 
 FORMAT_VERSION = 1
 _KEYS = ("next_round", "labelled_map", "arch", "rounds", "model_state")

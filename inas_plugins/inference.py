@@ -26,14 +26,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .device import autocast, device_of, memory_format
-from .settings import check_positive_int
+from .settings import DEFAULT_MC_DROPOUT_RATE, DEFAULT_MC_SAMPLES, check_positive_int
 
 #: What :func:`run_model` can compute per item.
 OUTPUTS = frozenset({"logits", "mc_logits", "embeddings"})
-
-#: The paper's MC-dropout: K samples at rate 0.5 (section 5.1).
-DEFAULT_MC_SAMPLES = 100
-DEFAULT_MC_DROPOUT_RATE = 0.5
 
 # MC head samples are evaluated as one (K * rows, D) batch; rows are chosen so that batch stays
 # below this many elements (64 MiB of float32), whatever K and the embedding width are.

@@ -34,24 +34,23 @@ from baal.active.dataset import ActiveLearningDataset
 from torch import nn
 from torch.utils.data import Subset
 
+from .active_round import Parent, pick, round_seed, search_and_train
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import RunConfig, identity_differences
 from .data import LoadedDataset
-from .heuristics import QueryHeuristic, collect_outputs, create_heuristic
-from .heuristics.base import check_picks
-from .heuristics.outputs import pool_scores, scores_in_chunks
+from .error_text import first_line
+from .heuristics import QueryHeuristic, create_heuristic
 from .models import build_inas_resnet, count_parameters
-from .records import CandidateRecord, RoundRecord
+from .records import RoundRecord
 from .results import atomic_write_json, write_results
-from .rundir import CHECKPOINT_NAME, CONFIG_NAME
-from .search import inas_search
+from .run_files import CHECKPOINT_NAME, CONFIG_NAME
+from .space import Arch
+from .training import Trainer
+from .training.sources import InputFormat, TensorSource
 
 if TYPE_CHECKING:
     from .parallel import CandidatePool
     from .tracking.tracker import Tracker
-from .space import Arch
-from .training import Trainer
-from .training.sources import DataSource, InputFormat, TensorSource
 
 
 class InMemoryActiveDataset(ActiveLearningDataset):
@@ -75,11 +74,6 @@ class InMemoryActiveDataset(ActiveLearningDataset):
         return np.flatnonzero(self.labelled_map == 0)
 
 
-def round_seed(seed: int, round_index: int) -> int:
-    """Each round draws from its own seed, so a resumed run replays an uninterrupted one exactly."""
-    return int(np.random.SeedSequence([seed, round_index]).generate_state(1)[0])
-
-
 def next_query_size(config: RunConfig, labelled: int, pool: int) -> int:
     """The schedule's batch for this labelled size, clipped to the budget and the pool."""
     return max(0, min(config.batch_size_at(labelled), config.budget - labelled, pool))
@@ -95,26 +89,11 @@ def select_from_pool(
     rng: np.random.Generator,
     progress: bool,
 ) -> np.ndarray:
-    """Pool positions (baal's pool-relative indices) of the ``n`` points to label next.
-
-    With ``pool_subset`` only a random subset of the pool is ranked; the picks are mapped back from
-    subset positions to pool positions (baal's ActiveLearningExperiment forgets this step).
-    """
-    pool_oracle = al_dataset.pool_indices()
-    candidates = np.arange(len(pool_oracle))
-    pool_subset = config.query.pool_subset
-    if pool_subset is not None and pool_subset < len(pool_oracle):
-        candidates = np.sort(rng.choice(len(pool_oracle), size=max(pool_subset, n), replace=False))
-    pool = train_data.subset(torch.from_numpy(pool_oracle[candidates]))
-    mc = dict(mc_samples=config.query.mc_samples, mc_dropout_rate=config.query.mc_dropout_rate,
-              seed=int(rng.integers(2**31)), progress=progress)
-    if scores_in_chunks(heuristic):  # one score per point, batch by batch: no (N, C, K) array
-        picks = heuristic.select_by_scores(pool_scores(model, pool, heuristic, **mc), n)
-    else:
-        outputs = collect_outputs(model, pool, train_data.subset(torch.from_numpy(al_dataset.labelled_indices())),
-                                  heuristic.needs, **mc)
-        picks = heuristic.select(outputs, n, rng)
-    return candidates[check_picks(picks, n, len(candidates), config.query.heuristic)]
+    """Pool positions (baal's pool-relative indices) of the ``n`` points to label next
+    (:func:`~inas_plugins.active_round.pick` on the pool and the labelled set)."""
+    pool = train_data.subset(torch.from_numpy(al_dataset.pool_indices()))
+    labelled = train_data.subset(torch.from_numpy(al_dataset.labelled_indices()))
+    return pick(model, heuristic, pool, labelled, n, config.query, rng, progress=progress).positions
 
 
 @dataclass
@@ -206,8 +185,7 @@ class ActiveRun:
             try:
                 model.load_state_dict(state.model_state)
             except RuntimeError as error:
-                first = str(error).strip().splitlines()[0]
-                raise ValueError(f"{where} holds weights that do not fit {arch}: {first}") from None
+                raise ValueError(f"{where} holds weights that do not fit {arch}: {first_line(error)}") from None
             self._parent = (arch, model)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -274,29 +252,23 @@ class ActiveRun:
     def _run_round(self, round_index: int, al_dataset: InMemoryActiveDataset, arch: Arch,
                    parent: Optional[nn.Module]) -> tuple[RoundRecord, nn.Module]:
         seed = round_seed(self.config.seed, round_index)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # the final network is built from the global RNG, seeded per round
         trainer = self.make_trainer(seed)
         labelled = al_dataset.labelled_indices()
-        labelled_data = self.train_data.subset(torch.from_numpy(labelled))
-        candidates: list[CandidateRecord] = []
-        search_seconds = 0.0
-        if self.config.uses_search:
-            # baal's labelled_map holds the step each sample was labelled at: the parent (last round's
-            # model) was trained on every step before the latest query, so V' comes from that query.
-            result = inas_search(labelled_data, arch, self.space, trainer, self.build_model,
-                                 options=self.config.search, seed=seed, parent_model=parent,
-                                 parent_seen=torch.from_numpy(al_dataset.labelled_map[labelled] < al_dataset.current_al_step),
-                                 progress=self.progress, candidate_pool=self.candidate_pool)
-            arch, search_seconds = result.arch, result.seconds
-            candidates = list(result.candidates)
-        model = self.build_model(arch)
-        stats = trainer.fit(model, labelled_data, desc=f"round {round_index} train {arch}")
-        accuracy = trainer.evaluate(model, self.test_data)
-        record = RoundRecord(round=round_index, labelled=int(len(labelled)), arch=arch,
-                             params=count_parameters(model), depth=self.space.depth(arch),
-                             test_accuracy=float(accuracy), candidates=candidates, search_seconds=search_seconds,
-                             train_seconds=stats.seconds)
-        return record, model
+        # baal's labelled_map holds the step each sample was labelled at: the parent (last round's
+        # model) was trained on every step before the latest query, so V' comes from that query.
+        seen = torch.from_numpy(al_dataset.labelled_map[labelled] < al_dataset.current_al_step)
+        trained = search_and_train(
+            self.train_data.subset(torch.from_numpy(labelled)), arch, trainer, space=self.space,
+            search=self.config.search if self.config.uses_search else None, build=self.build_model,
+            final=self.build_model, seed=seed, parent=Parent(parent, seen) if parent is not None else None,
+            candidate_pool=self.candidate_pool, progress=self.progress, desc=f"round {round_index} train")
+        record = RoundRecord(round=round_index, labelled=int(len(labelled)), arch=trained.arch,
+                             params=count_parameters(trained.model), depth=self.space.depth(trained.arch),
+                             test_accuracy=float(trainer.evaluate(trained.model, self.test_data)),
+                             candidates=trained.candidates, search_seconds=trained.search_seconds,
+                             train_seconds=trained.stats.seconds)
+        return record, trained.model
 
 
 def _summary(record: RoundRecord) -> str:

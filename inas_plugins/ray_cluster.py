@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 from typing import Optional
+from .error_text import first_line
 
 CONNECT_TIMEOUT_S = 3.0
 RAY_CLIENT_PORT = 10001
@@ -59,7 +60,7 @@ def connect(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
     except (ConnectionError, RuntimeError, ValueError) as error:
         hint = "" if address == "auto" else (" (a cluster with token authentication needs RAY_AUTH_MODE=token and its "
                                              "token here, see `ray get-auth-token`)")
-        raise ClusterError(f"cannot join the Ray cluster at --address {address}: {_first_line(error)}{hint}") from None
+        raise ClusterError(f"cannot join the Ray cluster at --address {address}: {first_line(error)}{hint}") from None
     return True
 
 
@@ -120,8 +121,3 @@ def check_fits(cpus: float, gpus: float, what: str = "run") -> None:
     if cpus > node["CPU"]:
         raise ClusterError(f"--cpus-per-{what} {cpus:g} is more than any node of the cluster has "
                            f"({node['CPU']:g} CPUs); lower it")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
 from .plots import plot_architecture_trajectory, plot_learning_curve
 from .records import RoundRecord, arch_text
-from .rundir import ARCHITECTURE_PNG, LEARNING_CURVE_PNG, RESULTS_CSV, RESULTS_JSON
+from .run_files import ARCHITECTURE_PNG, LEARNING_CURVE_PNG, RESULTS_CSV, RESULTS_JSON
 
 STATUSES = ("running", "complete")
 

@@ -28,15 +28,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
-# The files of a run directory, named here once (README, "The run directory", says what each holds).
-LOCK_NAME = ".inas.lock"
-CONFIG_NAME = "config.json"
-CHECKPOINT_NAME = "checkpoint.pt"
-RESULTS_JSON = "results.json"
-RESULTS_CSV = "results.csv"
-LEARNING_CURVE_PNG = "learning_curve.png"
-ARCHITECTURE_PNG = "architecture.png"
-TRACKING_NAME = "mlflow.json"  # where the directory is tracked: server, experiment, MLflow run id
+from .run_files import CONFIG_NAME, LOCK_NAME
+
 # The temporary files of inas_plugins.atomic: ".<target>.<8 hex>.tmp".
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 

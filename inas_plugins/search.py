@@ -171,6 +171,62 @@ def _ranking_key(contender: _Contender, score: float) -> tuple:
     return (-score, contender.params, contender.arch)
 
 
+class _Race:
+    """One search's candidates: built once each, trained on S' by premature evaluation and scored on V'.
+
+    ``recipe.epochs`` is the premature budget E in both schedules; ``schedule`` is what the runs follow.
+    """
+
+    def __init__(self, trainer: Trainer, model_factory: Callable[[Arch], nn.Module], train_data: DataSource,
+                 validation: DataSource, options: SearchOptions, seed: int,
+                 candidate_pool: "CandidatePool | None", progress: bool) -> None:
+        self.trainer, self.model_factory, self.options, self.seed = trainer, model_factory, options, seed
+        self.train_data, self.validation, self.candidate_pool = train_data, validation, candidate_pool
+        self.recipe: TrainRecipe = trainer.recipe.scaled(options.premature_fraction)
+        self.schedule = self.recipe if options.premature_schedule == "compressed" else trainer.recipe
+        self.contenders: dict[Arch, _Contender] = {}
+        self.bar = tqdm(desc="iNAS", unit="candidate", total=0, disable=not progress, dynamic_ncols=True)
+
+    def enter(self, arch: Arch, iteration: int, parent: nn.Module | None) -> _Contender:
+        """A candidate's network (seeded from (seed, arch), so independent of search order), inheriting
+        from ``parent`` when asked, and its paused training run."""
+        if arch not in self.contenders:
+            began = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(self.seed, arch.blocks, arch.stacks))
+                model = self.model_factory(arch)
+            inherited = (self.options.inherit_weights and parent is not None
+                         and _inherit_all_but_the_classifier(model, parent))
+            run = self.trainer.start(model, self.train_data, recipe=self.schedule, desc=f"iNAS {arch}",
+                                     run_seed=derive_seed(self.trainer.seed, self.seed, arch.blocks, arch.stacks))
+            self.contenders[arch] = _Contender(arch, model, run, iteration, inherited, time.perf_counter() - began)
+            self.bar.total += 1
+            self.bar.refresh()
+        return self.contenders[arch]
+
+    def best_of(self, archs: list[Arch], iteration: int, parent: nn.Module | None) -> Arch:
+        """The best of ``archs`` on V': each trained to E, or by successive halving's rungs."""
+        alive = [self.enter(arch, iteration, parent) for arch in archs]
+        rungs = halving_rungs(len(alive), self.recipe.epochs) if self.options.successive_halving else [self.recipe.epochs]
+        for rung, epochs in enumerate(rungs):
+            scored = sorted(self._scores(alive, epochs), key=lambda item: _ranking_key(*item))
+            keep = 1 if rung == len(rungs) - 1 else max(1, len(scored) // 2)
+            alive = [contender for contender, _ in scored[:keep]]
+        self.bar.set_postfix(iteration=iteration, best=str(alive[0].arch))
+        return alive[0].arch
+
+    def _scores(self, alive: list[_Contender], epochs: int) -> list[tuple[_Contender, float]]:
+        if self.candidate_pool is not None:  # train the rung's candidates in parallel; score_at reads the cache
+            self.bar.update(self.candidate_pool.train(alive, epochs, self.trainer, self.train_data, self.validation))
+        scored = []
+        for contender in alive:
+            trained_before = contender.run.epochs_done > 0
+            scored.append((contender, contender.score_at(epochs, self.trainer, self.validation)))
+            if not trained_before and contender.run.epochs_done > 0:
+                self.bar.update(1)
+        return scored
+
+
 def inas_search(
     data: DataSource,
     start: Arch,
@@ -200,74 +256,38 @@ def inas_search(
     data = trainer.source(data)
     current = space.check(start)
     began = time.perf_counter()
-
-    eligible = None
-    if options.inherit_weights and parent_model is not None:
-        eligible = _unseen_mask(parent_seen, len(data))
-        if not eligible.any():
-            logger.info("iNAS: the parent was trained on all %d labelled samples; no V' would be unseen by it, "
-                        "so the first iteration's candidates start fresh", len(data))
-            parent_model, eligible = None, None
+    parent_model, eligible = _parent_and_eligible(options, parent_model, parent_seen, len(data))
     train_index, val_index = split_labelled(len(data), options.val_fraction, seed, eligible=eligible)
-    train_data = data.subset(train_index)
-    validation = data.subset(val_index).evaluation()
-    # ``recipe.epochs`` is the premature budget E in both schedules; ``schedule`` is what the runs follow.
-    recipe: TrainRecipe = trainer.recipe.scaled(options.premature_fraction)
-    schedule = recipe if options.premature_schedule == "compressed" else trainer.recipe
-    inherit_weights, successive_halving = options.inherit_weights, options.successive_halving
-    contenders: dict[Arch, _Contender] = {}
-    bar = tqdm(desc="iNAS", unit="candidate", total=0, disable=not progress, dynamic_ncols=True)
-
-    def enter(arch: Arch, iteration: int, parent: nn.Module | None) -> _Contender:
-        setup_began = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, arch.blocks, arch.stacks))
-            model = model_factory(arch)
-        inherited = inherit_weights and parent is not None and _inherit_all_but_the_classifier(model, parent)
-        run = trainer.start(model, train_data, recipe=schedule, desc=f"iNAS {arch}",
-                            run_seed=derive_seed(trainer.seed, seed, arch.blocks, arch.stacks))
-        return _Contender(arch, model, run, iteration, inherited, time.perf_counter() - setup_began)
-
+    race = _Race(trainer, model_factory, data.subset(train_index), data.subset(val_index).evaluation(), options, seed,
+                 candidate_pool, progress)
     iterations = 0
     try:
-        for iteration in range(1, options.iterations + 1):
-            iterations = iteration
-            parent = parent_model if iteration == 1 else contenders[current].model
-            pool = []
-            for arch in space.candidates(current):
-                if arch not in contenders:
-                    contenders[arch] = enter(arch, iteration, parent)
-                    bar.total += 1
-                    bar.refresh()
-                pool.append(contenders[arch])
-            rungs = halving_rungs(len(pool), recipe.epochs) if successive_halving else [recipe.epochs]
-            alive = pool
-            for rung, epochs in enumerate(rungs):
-                if candidate_pool is not None:  # train the rung's candidates in parallel; score_at reads the cache
-                    bar.update(candidate_pool.train(alive, epochs, trainer, train_data, validation))
-                scored = []
-                for contender in alive:
-                    trained_before = contender.run.epochs_done > 0
-                    scored.append((contender, contender.score_at(epochs, trainer, validation)))
-                    if not trained_before and contender.run.epochs_done > 0:
-                        bar.update(1)
-                scored.sort(key=lambda item: _ranking_key(*item))
-                keep = 1 if rung == len(rungs) - 1 else max(1, len(scored) // 2)
-                alive = [contender for contender, _ in scored[:keep]]
-            best = alive[0].arch
-            bar.set_postfix(iteration=iteration, best=str(best))
+        for iterations in range(1, options.iterations + 1):
+            parent = parent_model if iterations == 1 else race.contenders[current].model
+            best = race.best_of(space.candidates(current), iterations, parent)
             if best == current:
                 break
             current = best
     finally:
-        bar.close()
-
-    records = sorted((c.record() for c in contenders.values()), key=lambda r: (r.iteration, r.params, r.arch))
-    return SearchResult(arch=current, candidates=records, iterations=iterations,
-                        seconds=time.perf_counter() - began,
-                        models={arch: c.model for arch, c in contenders.items()},
+        race.bar.close()
+    records = sorted((c.record() for c in race.contenders.values()), key=lambda r: (r.iteration, r.params, r.arch))
+    return SearchResult(arch=current, candidates=records, iterations=iterations, seconds=time.perf_counter() - began,
+                        models={arch: c.model for arch, c in race.contenders.items()},
                         train_size=int(train_index.numel()), val_size=int(val_index.numel()),
-                        premature_epochs=recipe.epochs)
+                        premature_epochs=race.recipe.epochs)
+
+
+def _parent_and_eligible(options: SearchOptions, parent_model: nn.Module | None, parent_seen: Tensor | None,
+                         n: int) -> tuple[nn.Module | None, Tensor | None]:
+    """The parent to inherit from (None: none, or it saw every sample) and the samples V' may hold."""
+    if not (options.inherit_weights and parent_model is not None):
+        return parent_model, None
+    eligible = _unseen_mask(parent_seen, n)
+    if not eligible.any():
+        logger.info("iNAS: the parent was trained on all %d labelled samples; no V' would be unseen by it, "
+                    "so the first iteration's candidates start fresh", n)
+        return None, None
+    return parent_model, eligible
 
 
 def _unseen_mask(parent_seen: Tensor | None, n: int) -> Tensor:

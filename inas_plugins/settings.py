@@ -19,6 +19,11 @@ T = TypeVar("T")
 # the whole recipe compressed into the short run, or the paper's early stop of the full run's schedule.
 PREMATURE_SCHEDULES = ("compressed", "early_stop")
 
+# The paper's MC-dropout (section 5.1): K = 100 samples of the head at dropout rate 0.5. QueryOptions'
+# defaults, and those of every inference function that takes K and the rate (inas_plugins.inference).
+DEFAULT_MC_SAMPLES = 100
+DEFAULT_MC_DROPOUT_RATE = 0.5
+
 
 class SettingError(ValueError):
     """Bad input whose one-line message names the settings it is about.
@@ -124,8 +129,8 @@ class QueryOptions:
     """
 
     heuristic: str = "softmax_response"
-    mc_samples: int = 100
-    mc_dropout_rate: float = 0.5
+    mc_samples: int = DEFAULT_MC_SAMPLES
+    mc_dropout_rate: float = DEFAULT_MC_DROPOUT_RATE
     pool_subset: Optional[int] = None
 
     def __post_init__(self) -> None:

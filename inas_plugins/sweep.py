@@ -40,7 +40,9 @@ from typing import Any, Callable, Optional, Sequence
 
 from .atomic import atomic_write_json, atomic_write_text
 from .config import RUN_FLAGS, SEARCHED_ARCH, SECTIONS
-from .rundir import CHECKPOINT_NAME, CONFIG_NAME, RESULTS_JSON
+from .error_text import first_line
+from .run_files import RESULTS_JSON
+from .rundir import holds_run
 
 MANIFEST = "sweep.json"
 LOG_DIR = "logs"
@@ -263,11 +265,6 @@ def run_complete(run_dir: Path) -> bool:
         return False
 
 
-def holds_run(run_dir: Path) -> bool:
-    """The directory was started by ``inas run``, so the next attempt resumes it."""
-    return (run_dir / CONFIG_NAME).exists() or (run_dir / CHECKPOINT_NAME).exists()
-
-
 # --------------------------------------------------------------------------- one run (a Ray task)
 
 
@@ -400,16 +397,12 @@ def execute(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, cpus_per_
     skipped = [run.name for run in runs if run_complete(sweep_dir / run.name)]
     for name in skipped:
         status[name] = {**status.get(name, {}), "status": "complete"}
-    todo = [run for run in runs if run.name not in skipped]
-    threads = max(1, int(cpus_per_run) // (3 if parallel_candidates else 1))
-    task = ray.remote(execute_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
-                                           retry_exceptions=[RunInterrupted])
     session_start = time.time()
-    pending = {}
-    for run in todo:
+    pending = _submit([run for run in runs if run.name not in skipped], sweep_dir, cpus_per_run=cpus_per_run,
+                      gpus_per_run=gpus_per_run, parallel_candidates=parallel_candidates, max_retries=max_retries,
+                      run_options=run_options)
+    for run in pending.values():
         status[run.name] = {"status": "queued"}
-        pending[task.remote(run, str(sweep_dir / run.name), str(sweep_dir / LOG_DIR / f"{run.name}.log"),
-                            threads, parallel_candidates, tuple(run_options))] = run
     write_manifest(sweep_dir, manifest)
     progress = Progress(total=len(runs), done=len(skipped))
     complete, failed = [], {}
@@ -428,16 +421,10 @@ def execute(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, cpus_per_
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 run = pending.pop(ref)
-                result = _result(ref, max_retries)
-                status[run.name] = result
-                progress.finished_here += 1
-                if result["status"] == "complete":
-                    progress.done += 1
-                    complete.append(run.name)
-                else:
-                    progress.failed += 1
-                    failed[run.name] = result["error"]
-                    echo(f"run {run.name} failed: {result['error']} (log: {sweep_dir / LOG_DIR / run.name}.log)")
+                status[run.name] = _result(ref, max_retries)
+                _count(run.name, status[run.name], progress, complete, failed)
+                if run.name in failed:
+                    echo(f"run {run.name} failed: {failed[run.name]} (log: {sweep_dir / LOG_DIR / run.name}.log)")
                 write_manifest(sweep_dir, manifest)
     except KeyboardInterrupt:
         for ref in pending:
@@ -447,6 +434,29 @@ def execute(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, cpus_per_
         write_manifest(sweep_dir, manifest)
         raise
     return SweepSummary(complete=complete, failed=failed, skipped=skipped, seconds=time.monotonic() - began)
+
+
+def _submit(runs: Sequence[SweepRun], sweep_dir: Path, *, cpus_per_run: float, gpus_per_run: float,
+            parallel_candidates: bool, max_retries: int, run_options: Sequence[str] = ()) -> dict[Any, SweepRun]:
+    """One Ray task per run (retried when its worker dies), by the task's object reference."""
+    import ray
+
+    task = ray.remote(execute_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
+                                           retry_exceptions=[RunInterrupted])
+    threads = max(1, int(cpus_per_run) // (3 if parallel_candidates else 1))
+    return {task.remote(run, str(sweep_dir / run.name), str(sweep_dir / LOG_DIR / f"{run.name}.log"), threads,
+                        parallel_candidates, tuple(run_options)): run for run in runs}
+
+
+def _count(name: str, result: dict[str, Any], progress: Progress, complete: list[str], failed: dict[str, str]) -> None:
+    """Count a finished run as complete or failed (with its one-line error)."""
+    progress.finished_here += 1
+    if result["status"] == "complete":
+        progress.done += 1
+        complete.append(name)
+    else:
+        progress.failed += 1
+        failed[name] = result["error"]
 
 
 def _started_since(sweep_dir: Path, run: SweepRun, since: float) -> bool:
@@ -463,14 +473,15 @@ def _result(ref: Any, max_retries: int) -> dict[str, Any]:
     try:
         return ray.get(ref)
     except RunInterrupted as error:
-        return {"status": "failed", "error": f"killed {max_retries + 1} times: {_first_line(error)}"}
+        return {"status": "failed", "error": f"killed {max_retries + 1} times: {_task_error(error)}"}
     except ray.exceptions.RayError as error:  # the worker died on every try, or the task could not run
-        return {"status": "failed", "error": f"{type(error).__name__} after {max_retries + 1} tries: {_first_line(error)}"}
+        return {"status": "failed", "error": f"{type(error).__name__} after {max_retries + 1} tries: {_task_error(error)}"}
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(error).__name__
+def _task_error(error: BaseException) -> str:
+    """A Ray task's error in one line: the text of the exception the task raised (``cause``), not the
+    traceback Ray wraps around it."""
+    return first_line(getattr(error, "cause", None) or error)
 
 
 # --------------------------------------------------------------------------- the report

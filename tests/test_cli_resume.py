@@ -118,6 +118,7 @@ def test_two_real_runs_on_one_directory_one_wins_the_other_is_refused(tmp_path) 
 # --------------------------------------------------------------------------- every state a kill can leave
 
 
+@pytest.mark.slow
 def test_a_kill_in_the_last_rounds_writes_is_repaired_by_resume(tmp_path, reference) -> None:
     """Killed after the final checkpoint: results.json one round short and "running", results.csv
     stale, a temporary file left over. --resume of the complete run rewrites them and trains nothing."""
@@ -136,6 +137,7 @@ def test_a_kill_in_the_last_rounds_writes_is_repaired_by_resume(tmp_path, refere
     assert not (run_dir / ".results.json.0123abcd.tmp").exists() and (run_dir / "learning_curve.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [("config.json",), ("config.json", "checkpoint.pt")])
 def test_a_kill_during_start_up_resumes_to_the_same_end(tmp_path, reference, keep) -> None:
     """Killed between config.json and the first checkpoint, or before the first results: resumable."""
@@ -163,6 +165,7 @@ def test_a_kill_during_start_up_resumes_to_the_same_end(tmp_path, reference, kee
     same_end(run_dir, reference)
 
 
+@pytest.mark.slow
 def test_a_directory_with_only_a_lock_file_and_temporary_files_is_a_fresh_start(tmp_path, reference) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -175,6 +178,7 @@ def test_a_directory_with_only_a_lock_file_and_temporary_files_is_a_fresh_start(
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(RUN_FILES)
 
 
+@pytest.mark.slow
 def test_resuming_a_complete_run_is_a_clean_no_op(tmp_path, reference) -> None:
     run_dir = copy_run(reference, tmp_path)
     before = {name: (run_dir / name).read_bytes() for name in ("config.json", "results.json", "results.csv")}
@@ -186,6 +190,7 @@ def test_resuming_a_complete_run_is_a_clean_no_op(tmp_path, reference) -> None:
 # --------------------------------------------------------------------------- validated resume
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content,fragment", [
     ("[]", "must be a mapping"),
     ("null", "must be a mapping"),
@@ -205,6 +210,7 @@ def test_a_bad_config_json_is_one_line(tmp_path, reference, content, fragment) -
     assert (run_dir / "results.json").read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage,fragment", [
     (lambda path: path.write_bytes(b""), "is empty"),
     (lambda path: path.write_bytes(b"garbage, not a zip file at all"), "not readable as an `inas run` checkpoint"),
@@ -222,6 +228,7 @@ def test_a_bad_checkpoint_is_one_line(tmp_path, reference, damage, fragment) -> 
     assert "weights_only" not in result.output
 
 
+@pytest.mark.slow
 def test_flags_that_would_change_a_resumed_run_are_refused_with_what_may_change(tmp_path, reference) -> None:
     run_dir = copy_run(reference, tmp_path)
     result = invoke("run", "--resume", run_dir, "--epochs", "5", "--heuristic", "bald")
@@ -247,6 +254,7 @@ FOLDER_RUN = ["--dataset", "folder", "--initial", "4", "--query-size", "2", "--b
               "--epoch-size", "16", "--base-width", "4", "--arch", "1x1", "--quiet"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_data_and_accepts_a_moved_copy(tmp_path) -> None:
     data = make_folder(tmp_path / "data", ["a", "b"], 6)
     out = tmp_path / "run"
@@ -290,6 +298,7 @@ def test_bad_values_are_one_line_and_leave_no_directory(tmp_path, args, fragment
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_initial_one_is_fine_with_a_fixed_architecture(tmp_path) -> None:
     result = invoke("run", *TINY, "--initial", "1", "--budget", "21", "--arch", "1x1", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
@@ -313,6 +322,7 @@ def test_folders_a_run_cannot_use_are_refused(tmp_path, classes, per_class, with
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_photos_of_mixed_sizes_run_with_image_size(tmp_path) -> None:
     data = make_folder(tmp_path / "data", ["a", "b"], 4, size=(30, 40))
     make_folder(tmp_path / "data", ["a", "b"], 0)

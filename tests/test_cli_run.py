@@ -21,6 +21,7 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_run_end_to_end_writes_a_loadable_run(tmp_path) -> None:
     out = tmp_path / "run"
     result = invoke("run", *TINY, "--out", str(out))
@@ -120,6 +121,7 @@ def test_resume_of_a_directory_without_a_run_fails_cleanly(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten(tmp_path) -> None:
     out = tmp_path / "run"
     assert invoke("run", *TINY, "--budget", "20", "--out", str(out)).exit_code == 0

@@ -68,6 +68,7 @@ def _run(plugin_path, *args):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_lists_plugins_and_skips_the_broken_one(plugin_path):
     result = _run(plugin_path, "-m", "inas_cli.main", "heuristics", "--json")
     assert result.returncode == 0, result.stderr

@@ -185,6 +185,30 @@ def test_cross_validated_estimate_without_a_test_folder(tmp_path) -> None:
     assert info["accuracy"] * 8 == pytest.approx(round(info["accuracy"] * 8), abs=1e-3)
 
 
+def test_two_rounds_with_weight_inheritance_and_successive_halving(tmp_path) -> None:
+    """Every search option works in `inas label` as in `inas run` (issue 22: the second sync of an
+    --inherit-weights run failed with "inheriting weights from parent_model needs parent_seen")."""
+    data = make_pool(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    options = [*TINY[:TINY.index("--epochs")], "--epochs", "4", *TINY[TINY.index("--epochs") + 2:],
+               "--premature-fraction", "0.5", "--inherit-weights", "--successive-halving"]
+    assert invoke("label", "init", run_dir, "--data-dir", data, "--classes", ",".join(CLASSES), *options).exit_code == 0
+    for round_index in range(2):
+        assert invoke("label", "import", run_dir, label_batch(run_dir, tmp_path)).exit_code == 0
+        synced = invoke("label", "sync", run_dir, "-q")
+        assert synced.exit_code == 0 and f"round {round_index}: " in synced.output, synced.output
+    rounds = json.loads((run_dir / "state.json").read_text())["rounds"]
+    # Round 0 has no parent; round 1's candidates all start from round 0's network.
+    inherited = [[c["inherited"] for c in r["candidates"]] for r in rounds]
+    assert not any(inherited[0]) and len(inherited[1]) >= 2 and all(inherited[1])
+    # Halving with 2 premature epochs: every candidate trained 1 epoch, only the best one on to 2.
+    assert all(sorted(c["epochs"] for c in r["candidates"]) == [1] * (len(r["candidates"]) - 1) + [2] for r in rounds)
+    # The saved network records what it was trained on: every label of the last round.
+    trained_on = torch.load(run_dir / "model.pt", weights_only=True)["trained_on"]
+    labelled = [row["path"] for row in csv.DictReader(open(run_dir / "labels.csv")) if row["class"]]
+    assert sorted(trained_on) == sorted(labelled) and len(trained_on) == rounds[-1]["labelled"] == 8 + 6
+
+
 def test_sync_says_how_many_labels_are_missing_and_changes_nothing(run, tmp_path) -> None:
     run_dir, _ = run
     batch = [row["path"] for row in csv.DictReader(invoke("label", "export", run_dir).output.splitlines())]

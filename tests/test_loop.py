@@ -115,12 +115,14 @@ def test_run_writes_results_and_labels_up_to_the_budget(tmp_path, synthetic) -> 
     assert checkpoint.finished and int((checkpoint.labelled_map > 0).sum()) == 80
 
 
+@pytest.mark.slow
 def test_fixed_architecture_baseline_never_searches(tmp_path, synthetic) -> None:
     rounds = ActiveRun(tiny_config(arch="1x2", budget=40), synthetic, tmp_path, progress=False,
                        log=lambda _: None).run()
     assert all(r["arch"] == [1, 2] and r["candidates"] == [] and r["search_seconds"] == 0 for r in rounds)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_ends_with_the_same_labelled_set(tmp_path, synthetic) -> None:
     config = tiny_config(heuristic="coreset")
     whole = ActiveRun(config, synthetic, tmp_path / "whole", progress=False, log=lambda _: None)
@@ -148,6 +150,7 @@ def test_resume_after_interruption_ends_with_the_same_labelled_set(tmp_path, syn
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["finished"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heuristic", ["mc_dropout", "bald", "coreset", "random", "power_entropy"])
 def test_each_query_function_labels_distinct_new_pool_points(tmp_path, synthetic, heuristic) -> None:
     config = tiny_config(heuristic=heuristic, arch="1x1", budget=40, query_schedule=[[0, 16]])

@@ -18,6 +18,7 @@ def test_resnet18_and_smallest_parameter_counts_at_paper_width() -> None:
     assert count_parameters(build_inas_resnet(Arch(1, 1), num_classes=10)) == 76_490
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_chans,size", [(3, 32), (1, 28)])
 def test_every_grid_architecture_builds_and_runs(in_chans: int, size: int) -> None:
     x = torch.randn(2, in_chans, size, size)

@@ -155,6 +155,7 @@ print(light, registered == sorted(HEURISTIC_CLASSES) == exported, set(inas_plugi
 """
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch, timm and baal: ~10 s of CPU
 def test_the_package_exports_the_settings_and_every_heuristic_class_lazily() -> None:
     output = subprocess.run([sys.executable, "-c", EXPORTS], capture_output=True, text=True, check=True).stdout
     assert output.strip().splitlines()[-1] == "[] True True", output

@@ -361,8 +361,10 @@ def test_successive_halving_trains_losers_briefly_and_winner_as_the_plain_search
     assert all(torch.equal(v, winner_p[k]) for k, v in winner_h.items())
 
 
-def _spy_searches(monkeypatch, module) -> list[dict]:
-    """Record what ``module`` hands inas_search (and still run it)."""
+def _spy_searches(monkeypatch) -> list[dict]:
+    """Record what the round service (every entry point's round) hands inas_search, and still run it."""
+    import inas_plugins.active_round as module
+
     calls: list[dict] = []
     real = module.inas_search
 
@@ -385,13 +387,48 @@ def test_active_loop_tells_the_search_which_labels_the_parent_was_trained_on(tmp
     config = resolve_config({"dataset": "synthetic", "initial": 24, "query_schedule": [[0, 16]], "budget": 56,
                              "epochs": 2, "epoch_size": 64, "batch_size": 32, "base_width": 4, "max_blocks": 2,
                              "max_stacks": 2, "inherit_weights": True}, preset="quick")
-    calls = _spy_searches(monkeypatch, loop)
+    calls = _spy_searches(monkeypatch)
     loop.ActiveRun(config, data, tmp_path, progress=False, log=lambda _: None).run()
     assert [call["size"] for call in calls] == [24, 40, 56]
     assert not calls[0]["parent"]
     for call, before in zip(calls[1:], (24, 40)):  # the parent saw every label but the last query's 16
         assert call["parent"] and call["seen"].dtype == torch.bool and int(call["seen"].sum()) == before
         assert all(call["inherited"])
+
+
+def test_labelling_session_tells_the_search_which_labels_the_parent_was_trained_on(tmp_path, monkeypatch):
+    """``inas label``'s parent is the saved network of the last round, which records the images it
+    was trained on: V' comes from the batch labelled since."""
+    from PIL import Image
+
+    from inas_plugins.config import RunConfig
+    from inas_plugins.labelling.project import load_project
+    from inas_plugins.labelling.session import init_project, sync
+    from inas_plugins.labelling.store import Answer, LabelStore
+    from inas_plugins.training import TrainRecipe
+
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        pixels = rng.integers(0, 60, (8, 8, 3)).astype(np.uint8)
+        pixels[:4] += 150 * (i % 2)
+        path = tmp_path / "data" / "unlabelled" / f"img{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    config = RunConfig(dataset="folder", initial=8, query_schedule=[[0, 6]], budget=20, base_width=4, max_blocks=2,
+                       max_stacks=2, device="cpu", train=TrainRecipe(epochs=2, epoch_size=64, batch_size=32),
+                       search=SearchOptions(inherit_weights=True, premature_fraction=0.5)).validate()
+    init_project(tmp_path / "run", tmp_path / "data", ["dark", "bright"], config, log=lambda _: None)
+    calls = _spy_searches(monkeypatch)
+    batches = []
+    for _ in range(2):
+        batch = load_project(tmp_path / "run")[1].batch.paths
+        batches.append(batch)
+        LabelStore(tmp_path / "run").add(Answer(path, ["dark", "bright"][int(path[-6:-4]) % 2], "import", "oracle")
+                                         for path in batch)
+        sync(tmp_path / "run", log=lambda _: None)
+    assert [call["size"] for call in calls] == [8, 14] and not calls[0]["parent"]
+    labelled = sorted(batches[0] + batches[1])  # the round's labelled images, in the order it reads them
+    assert calls[1]["seen"].tolist() == [path in batches[0] for path in labelled] and all(calls[1]["inherited"])
 
 
 def test_wrapper_tells_the_search_which_items_its_last_model_was_trained_on(monkeypatch):
@@ -410,7 +447,7 @@ def test_wrapper_tells_the_search_which_items_its_last_model_was_trained_on(monk
                                                space=SearchSpace(2, 2), progress=False,
                                                search=SearchOptions(inherit_weights=True, premature_fraction=0.5))
 
-    calls = _spy_searches(monkeypatch, wrapper_module)
+    calls = _spy_searches(monkeypatch)
     al_dataset = ActiveLearningDataset(items)
     al_dataset.label_randomly(20)
     first = al_dataset.labelled_map.copy()

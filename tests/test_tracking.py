@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from inas_cli.main import app
 from inas_plugins.config import resolve_config
 from inas_plugins.records import CandidateRecord, RoundRecord
-from inas_plugins.rundir import TRACKING_NAME
+from inas_plugins.run_files import TRACKING_NAME
 from inas_plugins.space import Arch
 from inas_plugins.tracking import TrackingError, TrackingTarget, check_target, resolve_target
 from inas_plugins.tracking.content import (arch_tag, label_round_metrics, metric_key, report_metrics, round_metrics,

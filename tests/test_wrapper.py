@@ -16,14 +16,15 @@ from baal.modelwrapper import ModelWrapper, TrainingArgs
 from baal.utils.metrics import Accuracy
 from torch.utils.data import TensorDataset
 
-import inas_plugins.wrapper as wrapper_module
+import inas_plugins.active_round as active_round
 from inas_plugins.heuristics import SoftmaxResponse
 from inas_plugins.models import build_inas_resnet
 from inas_plugins.search import SearchResult
 from inas_plugins.space import Arch, SearchSpace, deepen
 from inas_plugins.training import TrainRecipe
 from inas_plugins.settings import QueryOptions, SearchOptions
-from inas_plugins.wrapper import INASModelWrapper, recipe_from_args
+from inas_plugins.baal_args import recipe_from_args
+from inas_plugins.wrapper import INASModelWrapper
 
 CLASSES = 3
 SPACE = SearchSpace(max_blocks=2, max_stacks=2)
@@ -60,7 +61,7 @@ def forced_growth(monkeypatch):
         chosen = deepen(start) if deepen(start) in space else start
         return SearchResult(arch=chosen, candidates=[], iterations=1, seconds=0.0)
 
-    monkeypatch.setattr(wrapper_module, "inas_search", fake_search)
+    monkeypatch.setattr(active_round, "inas_search", fake_search)
     return starts
 
 
@@ -85,6 +86,29 @@ def test_runs_the_search_inside_baal_active_learning_loop() -> None:
         assert pool_predictions.shape == (len(al_dataset.pool), CLASSES, 3)
         assert loop.step()
     assert len(al_dataset) == 40 and wrapper.rounds == 2
+
+
+def test_every_search_option_works_in_baal_loop() -> None:
+    """The wrapper runs the same round as `inas run` and `inas label`: two iterations, the paper's
+    early-stop schedule, weight inheritance and successive halving together."""
+    al_dataset = ActiveLearningDataset(blobs(60))
+    al_dataset.label_randomly(20)
+    wrapper = make_wrapper(epoch=4, search=SearchOptions(iterations=2, premature_fraction=0.5, inherit_weights=True,
+                                                         premature_schedule="early_stop", successive_halving=True))
+    loop = ActiveLearningLoop(al_dataset, wrapper.predict_on_dataset, wrapper.heuristic("softmax_response", 10),
+                              query_size=10, verbose=False)
+    for _ in range(2):
+        wrapper.train_on_dataset(al_dataset)
+        assert loop.step()
+    first, second = wrapper.search_history
+    # Iteration 1 starts from the previous step's network (none before the first step); a second
+    # iteration's new candidates start from the first iteration's winner.
+    assert not any(c["inherited"] for c in first["candidates"] if c["iteration"] == 1)
+    assert all(c["inherited"] for c in second["candidates"] if c["iteration"] == 1)
+    for record in (first, second):
+        epochs = {tuple(c["arch"]): c["epochs"] for c in record["candidates"]}
+        assert record["premature_epochs"] == 2 and epochs[tuple(record["arch"])] == 2  # the winner: all of E
+        assert 1 in epochs.values()  # halving stopped a loser after E / 2
 
 
 def test_architecture_changes_between_steps_and_prediction_uses_the_current_network(forced_growth) -> None:

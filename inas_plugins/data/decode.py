@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..choices import COLOR_MODES
 from .base import DatasetError
+from ..error_text import first_line
 
 try:  # deprecated in torchvision 0.29 (in favour of torchcodec); PIL takes over if it disappears
     from torchvision.io import ImageReadMode, decode_image
@@ -136,7 +137,7 @@ def decode_file(path: str | Path) -> torch.Tensor:
     except DatasetError:
         raise
     except Exception as error:  # decoders raise RuntimeError, OSError, ValueError, ... for bad files
-        raise DatasetError(f"cannot decode image {path}: {_first_line(error)}") from error
+        raise DatasetError(f"cannot decode image {path}: {first_line(error)}") from error
     if image.dtype != torch.uint8:
         image = tvf.to_dtype(image, torch.uint8, scale=True)
     if image.dim() != 3:
@@ -197,8 +198,3 @@ def stack_images(images: Sequence[torch.Tensor], channels: int, size: tuple[int,
 
 def _hw(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]} (HxW)"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -19,6 +19,7 @@ from torchvision import datasets
 
 from .base import DatasetError, ImageSet, LoadedDataset
 from .folder import class_folders, load_folder, looks_like_image_folder
+from ..error_text import first_line
 
 DATA_DIR_ENV = "INAS_DATA_DIR"
 DEFAULT_CACHE = Path("~/.cache/inas-plugins")
@@ -99,7 +100,8 @@ def _open(spec: TorchvisionSet, root: Path, *, train: bool, download: bool) -> o
     try:
         return spec.open_split(root, train, True)
     except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError
-        raise DatasetError(f"{spec.name} is not in {root} and could not be downloaded (offline? {_reason(error)}): "
+        reason = first_line(getattr(error, "reason", None) or error)  # a URLError's reason is the useful part
+        raise DatasetError(f"{spec.name} is not in {root} and could not be downloaded (offline? {reason}): "
                            f"{alternatives}", "data_dir", "dataset") from error
 
 
@@ -110,8 +112,3 @@ def _load_as_folder(spec: TorchvisionSet, root: Path, **options: object) -> Load
                            f"but {spec.name} has {spec.num_classes}; use dataset 'folder' for other data", "dataset")
     options.setdefault("flips_valid", spec.flips_valid)
     return load_folder(root, name=spec.name, **options)  # type: ignore[arg-type]
-
-
-def _reason(error: BaseException) -> str:
-    text = str(getattr(error, "reason", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

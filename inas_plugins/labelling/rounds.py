@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -31,12 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..active_round import Parent, pick, round_seed, search_and_train
 from ..atomic import atomic_open
 from ..data.base import channel_stats
-from ..heuristics import ScoreHeuristic, collect_outputs, create_heuristic
-from ..loop import round_seed
+from ..heuristics import create_heuristic
 from ..models import build_inas_resnet, count_parameters
-from ..search import inas_search
 from ..space import Arch
 from ..training.sources import InputFormat, TensorSource
 from ..training.trainer import Trainer, derive_seed
@@ -44,6 +44,7 @@ from .images import decode_groups, scan_pool, scan_test
 from .project import MODEL_NAME, Batch, BatchItem, Project, ProjectError
 
 Log = Callable[[str], None]
+Fresh = Callable[[Arch, int], nn.Module]
 
 
 @dataclass
@@ -53,6 +54,19 @@ class RoundResult:
     record: dict
     batch: Optional[Batch]
     arch: Arch
+
+
+@dataclass
+class RoundData:
+    """The round's images, decoded: the labelled set, the pool and the test set (None without ``test/``)."""
+
+    labelled_paths: list[str]
+    labelled: TensorSource
+    pool_paths: list[str]
+    pool: TensorSource
+    test: Optional[TensorSource]
+    channels: int
+    left_out: int
 
 
 def accuracy_text(record: dict) -> str:
@@ -69,85 +83,88 @@ def run_round(project: Project, labels: dict[str, str], answered: set[str], roun
     """Train on ``labels`` (path -> class), measure, and choose ``query_size`` images of the pool.
 
     ``answered`` holds every image with an answer (labelled or skipped): they are not in the pool.
+    The round itself is :mod:`inas_plugins.active_round`'s; this adapter decodes the images, seeds
+    the networks from the round, and stores the network with the images it was trained on, so the
+    next round's weight inheritance knows which labels its parent has seen.
     """
-    config, root, classes = project.config, project.root, project.classes
-    pool_paths = [path for path in scan_pool(root) if path not in answered]
-    test_pairs = scan_test(root, classes)
-    labelled_paths = sorted(labels)
-    decoded = decode_groups(root, {"labelled": labelled_paths, "pool": pool_paths,
-                                   "test": [path for path, _ in test_pairs]}, project.image_size, project.color)
-    if decoded.missing:
-        log(f"warning: {len(decoded.missing)} image(s) no longer exist and are left out (their labels are kept): "
-            + ", ".join(decoded.missing[:5]) + (" ..." if len(decoded.missing) > 5 else ""))
-    if decoded.unreadable:
-        log(f"warning: {len(decoded.unreadable)} image(s) cannot be read and are left out (their labels are kept): "
-            + ", ".join(decoded.unreadable[:5]) + (" ..." if len(decoded.unreadable) > 5 else ""))
+    config, classes = project.config, project.classes
+    data = load_round_data(project, labels, answered, log)
+    seed = round_seed(config.seed, round_index)
+    build = partial(build_inas_resnet, num_classes=len(classes), in_chans=data.channels, base_width=config.base_width,
+                    drop_rate=config.drop_rate, block=config.block)
+    fresh = partial(_fresh, build, seed)
+    trainer = Trainer(config.train, augment=True if config.augment is None else config.augment, flips=project.flips,
+                      device=config.device, seed=seed, progress=progress)
+    search = config.search if config.uses_search else None
+    parent = _load_parent(run_dir, start, build, data.labelled_paths) if search and search.inherit_weights else None
+    trained = search_and_train(data.labelled, start, trainer, space=config.space, search=search, build=build,
+                               final=partial(fresh, salt=1), seed=seed, parent=parent, progress=progress,
+                               desc=f"round {round_index} train")
+    began = time.perf_counter()
+    accuracy, kind, detail = measure(trainer, trained.model, data, fresh, trained.arch, project.cv_folds, seed)
+    eval_seconds = time.perf_counter() - began
+    _save_model(run_dir, trained.model, trained.arch, classes, data.labelled.fmt, data.labelled_paths)
+    began = time.perf_counter()
+    batch = next_batch(trained.model, trained.arch, data, query_size, project, round_index, seed)
+    record = {
+        "round": round_index, "labelled": len(data.labelled_paths), "arch": trained.arch.as_list(),
+        "params": count_parameters(trained.model), "depth": config.space.depth(trained.arch),
+        "accuracy": None if accuracy is None else round(float(accuracy), 5), "accuracy_kind": kind,
+        "accuracy_detail": detail, "candidates": [c.to_dict() for c in trained.candidates],
+        "search_seconds": round(trained.search_seconds, 3), "train_seconds": round(trained.stats.seconds, 3),
+        "eval_seconds": round(eval_seconds, 3), "query_seconds": round(time.perf_counter() - began, 3),
+        "queried": len(batch.items) if batch else 0, "left_out": data.left_out,
+    }
+    return RoundResult(record, batch, trained.arch)
+
+
+def load_round_data(project: Project, labels: dict[str, str], answered: set[str], log: Log) -> RoundData:
+    """Decode the labelled images, the pool (every image without an answer) and ``test/``; images deleted
+    or unreadable since they were labelled are left out with a warning (their labels are kept)."""
+    root, classes = project.root, project.classes
+    test_pairs = dict(scan_test(root, classes))
+    decoded = decode_groups(root, {"labelled": sorted(labels), "test": list(test_pairs),
+                                   "pool": [path for path in scan_pool(root) if path not in answered]},
+                            project.image_size, project.color)
+    for what, paths in (("no longer exist", decoded.missing), ("cannot be read", decoded.unreadable)):
+        if paths:
+            log(f"warning: {len(paths)} image(s) {what} and are left out (their labels are kept): "
+                + ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else ""))
     labelled_paths, labelled_images = decoded.groups["labelled"]
     pool_paths, pool_images = decoded.groups["pool"]
     if len(labelled_paths) < 2:
         raise ProjectError(f"a round needs at least 2 labelled images that can be read, got {len(labelled_paths)}")
     index = {name: i for i, name in enumerate(classes)}
-    labelled_targets = torch.tensor([index[labels[path]] for path in labelled_paths], dtype=torch.int64)
-    mean, std = channel_stats(torch.cat([labelled_images, pool_images]))
-    fmt = InputFormat.uint8(mean, std)
-    labelled = TensorSource(labelled_images, labelled_targets, fmt)
-    channels, image_size = decoded.channels, decoded.image_size
 
-    def build(arch: Arch) -> nn.Module:
-        return build_inas_resnet(arch, num_classes=len(classes), in_chans=channels, base_width=config.base_width,
-                                 drop_rate=config.drop_rate, block=config.block)
+    def targets(paths: list[str], names: dict[str, str]) -> torch.Tensor:
+        return torch.tensor([index[names[path]] for path in paths], dtype=torch.int64)
 
-    seed = round_seed(config.seed, round_index)
-
-    def fresh(arch: Arch, salt: int) -> nn.Module:
-        """A new network whose initial weights depend only on (round seed, salt, arch), not on global RNG."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, salt, arch.blocks, arch.stacks))
-            return build(arch)
-
-    trainer = Trainer(config.train, augment=True if config.augment is None else config.augment, flips=project.flips,
-                      device=config.device, seed=seed, progress=progress)
-    parent = _load_parent(run_dir, start, build)
-    arch, candidates, search_seconds = start, [], 0.0
-    if config.uses_search:
-        result = inas_search(labelled, start, config.space, trainer, build, options=config.search, seed=seed,
-                             parent_model=parent, progress=progress)
-        arch, candidates, search_seconds = result.arch, [c.to_dict() for c in result.candidates], result.seconds
-    model = fresh(arch, 1)
-    stats = trainer.fit(model, labelled, desc=f"round {round_index} train {arch}")
-
-    began = time.perf_counter()
+    fmt = InputFormat.uint8(*channel_stats(torch.cat([labelled_images, pool_images])))
     test_paths, test_images = decoded.groups["test"]
-    if len(test_paths):
-        test_targets = torch.tensor([index[dict(test_pairs)[path]] for path in test_paths], dtype=torch.int64)
-        accuracy = trainer.evaluate(model, TensorSource(test_images, test_targets, fmt))
-        kind, detail = "test", f"{len(test_paths)} test images"
-    else:
-        accuracy, kind, detail = cross_validate(trainer, labelled, fresh, arch, project.cv_folds, seed)
-    eval_seconds = time.perf_counter() - began
-    _save_model(run_dir, model, arch, classes, fmt)
-
-    began = time.perf_counter()
-    n = min(query_size, len(pool_paths))
-    batch = None
-    if n > 0:
-        rng = np.random.default_rng(seed + 1)
-        items = choose(model, TensorSource(pool_images, None, fmt), labelled, pool_paths, n, project, rng)
-        batch = Batch(round=round_index + 1, items=items, posted=False,
-                      model_version=f"round {round_index} A({arch.blocks},{arch.stacks}) {config.query.heuristic}")
-    record = {
-        "round": round_index, "labelled": len(labelled_paths), "arch": arch.as_list(),
-        "params": count_parameters(model), "depth": config.space.depth(arch),
-        "accuracy": None if accuracy is None else round(float(accuracy), 5), "accuracy_kind": kind,
-        "accuracy_detail": detail, "candidates": candidates, "search_seconds": round(search_seconds, 3),
-        "train_seconds": round(stats.seconds, 3), "eval_seconds": round(eval_seconds, 3),
-        "query_seconds": round(time.perf_counter() - began, 3), "queried": n,
-        "left_out": len(decoded.missing) + len(decoded.unreadable),
-    }
-    return RoundResult(record, batch, arch)
+    return RoundData(
+        labelled_paths=labelled_paths, labelled=TensorSource(labelled_images, targets(labelled_paths, labels), fmt),
+        pool_paths=pool_paths, pool=TensorSource(pool_images, None, fmt),
+        test=TensorSource(test_images, targets(test_paths, test_pairs), fmt) if len(test_paths) else None,
+        channels=decoded.channels,
+        left_out=len(decoded.missing) + len(decoded.unreadable))
 
 
-def cross_validate(trainer: Trainer, labelled: TensorSource, fresh: Callable[[Arch, int], nn.Module], arch: Arch,
+def _fresh(build: Callable[[Arch], nn.Module], seed: int, arch: Arch, salt: int) -> nn.Module:
+    """A new network whose initial weights depend only on (round seed, salt, arch), not on global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, salt, arch.blocks, arch.stacks))
+        return build(arch)
+
+
+def measure(trainer: Trainer, model: nn.Module, data: RoundData, fresh: Fresh, arch: Arch, folds: int,
+            seed: int) -> tuple[Optional[float], str, str]:
+    """``model``'s accuracy on ``test/``; without one, the cross-validated estimate on the labelled set."""
+    if data.test is not None:
+        return trainer.evaluate(model, data.test), "test", f"{len(data.test)} test images"
+    return cross_validate(trainer, data.labelled, fresh, arch, folds, seed)
+
+
+def cross_validate(trainer: Trainer, labelled: TensorSource, fresh: Fresh, arch: Arch,
                    folds: int, seed: int) -> tuple[Optional[float], str, str]:
     """Accuracy of fresh ``arch`` networks (``fresh(arch, salt)``) over stratified folds of the labelled set,
     pooled over the folds (every labelled image is predicted once, by the network that did not see it)."""
@@ -171,28 +188,21 @@ def cross_validate(trainer: Trainer, labelled: TensorSource, fresh: Callable[[Ar
     return correct / len(targets), "cross-validated", f"{k}-fold cross-validation on the {len(targets)} labelled images"
 
 
-def choose(model: nn.Module, pool: TensorSource, labelled: TensorSource, pool_paths: list[str], n: int,
-           project: Project, rng: np.random.Generator) -> list[BatchItem]:
-    """The ``n`` pool images the run's heuristic wants labelled, most wanted first."""
+def next_batch(model: nn.Module, arch: Arch, data: RoundData, query_size: int, project: Project, round_index: int,
+               seed: int) -> Optional[Batch]:
+    """The pool images the run's heuristic wants labelled next, most wanted first, each with the model's
+    guess and its query score; None when there is nothing left to ask (budget reached, pool empty)."""
+    n = min(query_size, len(data.pool_paths))
+    if n == 0:
+        return None
     query = project.config.query
-    heuristic = create_heuristic(query.heuristic)
-    candidates = np.arange(len(pool))
-    if query.pool_subset is not None and query.pool_subset < len(pool):
-        candidates = np.sort(rng.choice(len(pool), size=max(query.pool_subset, n), replace=False))
-    ranked = pool.subset(torch.from_numpy(candidates))
-    outputs = collect_outputs(model, ranked, labelled, heuristic.needs | {"probs"}, mc_samples=query.mc_samples,
-                              mc_dropout_rate=query.mc_dropout_rate, seed=int(rng.integers(2**31)))
-    picks = np.asarray(heuristic.select(outputs, n, rng), dtype=np.int64)
-    if len(np.unique(picks)) != n:
-        raise RuntimeError(f"heuristic {query.heuristic!r} returned {len(picks)} picks, not {n} distinct ones")
-    if isinstance(heuristic, ScoreHeuristic):
-        scores = np.asarray(heuristic.scores(outputs), dtype=np.float64)[picks]
-    else:
-        scores = np.arange(n, 0, -1, dtype=np.float64)
-    probs = outputs.probs[picks]
-    return [BatchItem(path=pool_paths[int(candidates[pick])], query_score=round(float(score), 6),
-                      predicted=project.classes[int(row.argmax())], confidence=round(float(row.max()), 6))
-            for pick, score, row in zip(picks, scores, probs)]
+    picks = pick(model, create_heuristic(query.heuristic), data.pool, data.labelled, n, query,
+                 np.random.default_rng(seed + 1), describe=True)
+    items = [BatchItem(path=data.pool_paths[int(position)], query_score=round(float(score), 6),
+                       predicted=project.classes[int(row.argmax())], confidence=round(float(row.max()), 6))
+             for position, score, row in zip(picks.positions, picks.scores, picks.probs)]
+    return Batch(round=round_index + 1, items=items, posted=False,
+                 model_version=f"round {round_index} A({arch.blocks},{arch.stacks}) {query.heuristic}")
 
 
 def random_batch(pool_paths: list[str], n: int, seed: int) -> Batch:
@@ -202,24 +212,29 @@ def random_batch(pool_paths: list[str], n: int, seed: int) -> Batch:
     return Batch(round=0, items=[BatchItem(path=pool_paths[int(i)]) for i in picks], posted=False)
 
 
-def _save_model(run_dir: Path, model: nn.Module, arch: Arch, classes: list[str], fmt: InputFormat) -> None:
+def _save_model(run_dir: Path, model: nn.Module, arch: Arch, classes: list[str], fmt: InputFormat,
+                trained_on: list[str]) -> None:
     payload = {"arch": arch.as_list(), "classes": list(classes), "input_format": fmt.to_dict(),
+               "trained_on": list(trained_on),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     with atomic_open(Path(run_dir) / MODEL_NAME) as handle:
         torch.save(payload, handle)
 
 
-def _load_parent(run_dir: Path, arch: Arch, build: Callable[[Arch], nn.Module]) -> Optional[nn.Module]:
-    """The previous round's network (weight inheritance starts from it), if it is the current one."""
+def _load_parent(run_dir: Path, arch: Arch, build: Callable[[Arch], nn.Module],
+                 labelled_paths: list[str]) -> Optional[Parent]:
+    """The previous round's network (weight inheritance starts from it) if it is the current architecture,
+    with which of this round's labelled images it was trained on (``trained_on`` in ``model.pt``)."""
     path = Path(run_dir) / MODEL_NAME
     if not path.is_file():
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        if Arch(*payload["arch"]) != arch:
+        if Arch(*payload["arch"]) != arch or "trained_on" not in payload:  # no record of its labels: start fresh
             return None
         model = build(arch)
         model.load_state_dict(payload["state_dict"])
-        return model
     except Exception:  # a network of another shape (channels changed): inheritance simply starts fresh
         return None
+    trained_on = set(payload["trained_on"])
+    return Parent(model, torch.tensor([path in trained_on for path in labelled_paths], dtype=torch.bool))

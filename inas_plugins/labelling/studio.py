@@ -31,6 +31,7 @@ from xml.sax.saxutils import quoteattr
 from ..choices import LABEL_STUDIO_API_KEY_ENV
 from .project import Batch
 from .store import Answer
+from ..error_text import first_line
 
 T = TypeVar("T")
 
@@ -114,10 +115,11 @@ class Studio:
                     f"--api-key / {API_KEY_ENV} (the token of Account & Settings); nothing was changed")
         if isinstance(error, httpx.TransportError):
             return (f"cannot reach Label Studio at {self.url} to {what} ({type(error).__name__}: "
-                    f"{_first_line(error)}) after {self.attempts} attempts; nothing was lost, sync again when it is up")
+                    f"{first_line(error, limit=300)}) after {self.attempts} attempts; nothing was lost, sync again when it is up")
         if status is not None:
-            return f"Label Studio at {self.url} answered {status} when trying to {what}: {_first_line(getattr(error, 'body', ''))}"
-        return f"Label Studio at {self.url}: cannot {what}: {type(error).__name__}: {_first_line(error)}"
+            body = first_line(getattr(error, "body", ""), limit=300)
+            return f"Label Studio at {self.url} answered {status} when trying to {what}: {body}"
+        return f"Label Studio at {self.url}: cannot {what}: {type(error).__name__}: {first_line(error, limit=300)}"
 
     # -- the project ----------------------------------------------------------------------------
 
@@ -207,8 +209,3 @@ def _transient(error: BaseException) -> bool:
         return True
     status = getattr(error, "status_code", None)
     return isinstance(status, int) and (status == 429 or status >= 500)
-
-
-def _first_line(error: Any) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:300] if lines else type(error).__name__

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
+from ..error_text import first_line as _first_line
 from .link import UID_TAG, TrackingLink
 from .target import TrackingTarget
 
@@ -139,9 +140,7 @@ class TrackingClient:
         return f"{self.target.uri}/#/experiments/{experiment_id}/runs/{run_id}" if self.target.is_http else None
 
 
+
 def first_line(error: BaseException) -> str:
     """An error as one short line (MLflow's messages can run to a page of HTML or a traceback)."""
-    text = str(error).strip()
-    line = text.splitlines()[0].strip() if text else type(error).__name__
-    return line if len(line) <= 240 else line[:237] + "..."
-
+    return _first_line(error, limit=240)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..atomic import atomic_write_json
-from ..rundir import TRACKING_NAME
+from ..run_files import TRACKING_NAME
 from .target import TrackingError, TrackingTarget
 
 UID_TAG = "inas.uid"

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from ..labelling.project import MODEL_NAME, PROJECT_NAME, STATE_NAME
 from ..labelling.store import LABELS_NAME
-from ..rundir import ARCHITECTURE_PNG, CONFIG_NAME, LEARNING_CURVE_PNG, RESULTS_CSV, RESULTS_JSON
+from ..run_files import ARCHITECTURE_PNG, CONFIG_NAME, LEARNING_CURVE_PNG, RESULTS_CSV, RESULTS_JSON
 from ..sweep import MANIFEST, REPORT_JSON, REPORT_PLOT, REPORT_TABLES, read_manifest
 from . import content
 from .client import PARENT_TAG, TrackingClient
