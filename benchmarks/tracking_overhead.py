@@ -82,7 +82,14 @@ def main() -> None:
     rows.append(["median", "", f"{statistics.median(plain):.1f}", f"{statistics.median(tracked):.1f}",
                  f"{100 * overhead:+.1f}%"])
     table = markdown_table(["pair", "order", "untracked s", "tracked s", "tracked vs untracked"], rows)
-    verdict = "within" if overhead < TARGET else "over"
+    # Identical untracked runs differ too; when they differ by more than the target, the target is out
+    # of this measurement's reach, and the text says so rather than claim it.
+    noise = (max(plain) - min(plain)) / statistics.median(plain)
+    if noise > TARGET:
+        verdict = (f"The untracked runs alone varied by {100 * noise:.0f}% between pairs, more than the 3% target, "
+                   "so this measurement cannot confirm the target; it finds no overhead larger than that variation.")
+    else:
+        verdict = f"{'Within' if overhead < TARGET else 'Over'} the 3% target."
     body = "\n\n".join([
         "## The cost of MLflow tracking",
         f"`{command_line()}` on {machine_line()}; `inas run {' '.join(options)}`, {args.pairs} pairs of processes, "
@@ -90,8 +97,8 @@ def main() -> None:
         "alternating; wall time of each whole process. Every run ended at the same final accuracy "
         f"({accuracies[0]:.4f}), tracked or not.",
         table,
-        f"Overhead: {100 * overhead:+.1f}% of the untracked wall time (median of the paired differences), "
-        f"{verdict} the 3% target. The tracker uploads from a thread of its own, so a round does not wait "
+        f"Overhead: {100 * overhead:+.1f}% of the untracked wall time (median of the paired differences). "
+        f"{verdict} The tracker uploads from a thread of its own, so a round does not wait "
         "for the server; what it costs is the CPU of that thread (importing the MLflow client, about 1.7 s, "
         "and a few requests per round) beside the run's own threads, and the last upload before the process "
         "exits.",
