@@ -24,6 +24,7 @@ from inas_plugins.progress import draw_bars
 
 from .errors import fail, one_line
 from .options import PRESET_HELP, Preset, choices, value, with_settings
+from .track_cmd import Experiment, TrackingUri, new_tracker, stored_target, tracking_target
 
 app = typer.Typer(name="label", help="Label a real pool: human-in-the-loop active-iNAS with Label Studio or plain files.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -70,12 +71,18 @@ def init(
         "--flips/--no-flips", help="Mirror images in augmentation (off for text, digits).")] = True,
     cv_folds: Annotated[int, typer.Option(
         help="Folds of the cross-validated accuracy estimate, used without DIR/test/.")] = 3,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
 ) -> None:
     """Create a labelling run over DIR and post the first (random) batch.
+
+    With --tracking-uri the run is one MLflow run, with a step per round (every `inas label sync`
+    that runs a round logs it).
 
     Example:
       inas label init runs/pets --data-dir ~/data/pets --classes cat,dog --label-studio http://localhost:8080 --api-key $TOKEN
     """
+    target = tracking_target(tracking_uri, experiment)
     from inas_plugins.config import resolve_config
     from inas_plugins.heuristics import create_heuristic
     from inas_plugins.labelling import ProjectError, StudioError
@@ -97,6 +104,7 @@ def init(
                      document_root=document_root, title=title, log=typer.echo)
     except (ProjectError, StudioError, ValueError, KeyError) as error:
         raise fail(one_line(error))
+    _track(run_dir, target)
     typer.echo(f"next: label the batch, then `inas label sync {run_dir}`"
                + ("" if label_studio else f" (files: `inas label export {run_dir}` ... `inas label import {run_dir} FILE`)"))
 
@@ -120,6 +128,7 @@ def sync(
         report = run_sync(run_dir, studio, force=force, progress=draw_bars(not quiet), log=typer.echo)
     except (ProjectError, StudioError, ValueError) as error:
         raise fail(one_line(error))
+    _track(run_dir, stored_target(run_dir))
     for problem in report.problems:
         typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
     if report.problems:
@@ -199,3 +208,10 @@ def import_(
     except (ProjectError, ValueError) as error:
         raise fail(one_line(error))
     typer.echo(f"imported {added} new answer(s) from {file}")
+
+
+def _track(run_dir: Path, target) -> None:
+    """Bring the run's MLflow run up to date (when it is tracked); a server that is down is one warning."""
+    tracker = new_tracker("label", run_dir, target)
+    if tracker is not None:
+        tracker.finish("done")

@@ -9,6 +9,7 @@ from . import run_cmd
 from . import sweep_cmd
 from . import heuristics_cmd, space_cmd
 from . import label_cmd
+from . import track_cmd
 from .errors import OneLineErrors
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command("space")(space_cmd.space)
 app.command("heuristics")(heuristics_cmd.heuristics)
 app.command("report")(report_cmd.report)
 app.add_typer(label_cmd.app, name="label")
+app.add_typer(track_cmd.app, name="track")
 
 
 @app.callback()

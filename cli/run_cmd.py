@@ -17,6 +17,7 @@ from inas_plugins.rundir import holds_run
 
 from .errors import fail, in_flags
 from .options import PRESET_HELP, Preset, value, with_settings
+from .track_cmd import Experiment, TrackingUri, new_tracker, tracked, tracking_target
 
 
 # Typer reads the options from this signature; the setting options (--epochs, --heuristic, ...) are
@@ -46,6 +47,10 @@ def run(
         "--parallel-candidates", help="Train each search's candidates as parallel Ray tasks, each with --threads "
                                       "threads (or a GPU); same choices. Needs inas-plugins[ray]; plain search "
                                       "only.")] = False,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+    parent_run_id: Annotated[Optional[str], typer.Option(
+        "--parent-run-id", hidden=True, help="MLflow run to nest this run under (inas sweep sets it).")] = None,
 ) -> None:
     """Run active learning with the iNAS search (or a fixed architecture) and write results and plots.
 
@@ -65,13 +70,15 @@ def run(
                "resume": resume}
     lock = None
     try:
+        # The runs of a sweep are not refused for a server that went down: the sweep checked it at its start.
+        target = tracking_target(tracking_uri, experiment, resume, check=parent_run_id is None)
         if resume is not None:
             config, lock = _prepare_resume(options)
             run_dir = resume
         else:
             config, run_dir, lock = _prepare_new(options)
         _execute(config, run_dir, resuming=resume is not None, quiet=quiet, threads=threads,
-                 parallel_candidates=parallel_candidates)
+                 parallel_candidates=parallel_candidates, tracking=(target, parent_run_id))
     except KeyboardInterrupt:
         started = lock is not None and holds_run(lock.run_dir)
         hint = (f"continue with  inas run --resume {lock.run_dir}" if started
@@ -166,7 +173,7 @@ def _prepare_resume(options: dict):
 
 
 def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Optional[int] = None,
-             parallel_candidates: bool = False) -> None:
+             parallel_candidates: bool = False, tracking: tuple = (None, None)) -> None:
     """Load the data, check it against the run, and run (or continue) the active loop."""
     progress = draw_bars(not quiet)  # bars redraw in place: only on a terminal
     _check_device(config.device)
@@ -195,7 +202,9 @@ def _execute(config, run_dir: Path, resuming: bool, quiet: bool, threads: Option
         hint = " (--data-dir may only point to a copy of the same data)" if "not the run's" in str(error) else ""
         raise fail(f"{what}: {error}{hint}")
     typer.echo(f"run directory: {run_dir}")
-    rounds = active_run.run(resume=resuming, state=state)
+    active_run.tracker = new_tracker("run", run_dir, *tracking)
+    with tracked(active_run.tracker):
+        rounds = active_run.run(resume=resuming, state=state)
     final = rounds[-1]
     typer.echo(f"done: {final['labelled']} labels, final arch {final['arch'][0]}x{final['arch'][1]}, "
                f"test accuracy {final['test_accuracy']:.4f}; results in {run_dir}")

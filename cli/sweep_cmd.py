@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .errors import fail, in_flags
+from .track_cmd import Experiment, TrackingUri, new_tracker, tracking_args, tracking_target
 
 EPILOG = "Grid: any `inas run` option with one or more values, e.g. --heuristic softmax_response random --seed 0 1 2."
 
@@ -47,13 +48,16 @@ def sweep(
     log_x: Annotated[bool, typer.Option(
         "--log-x", help="Logarithmic labelled-size axis in the sweep's report plot.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their options, start nothing.")] = False,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
 ) -> None:
     """Run a grid of `inas run` configurations as Ray tasks, then report them all.
 
     Each run gets its own directory under the sweep directory. Rerunning a sweep skips complete
     runs, resumes interrupted ones from their checkpoints and retries failed ones; a run whose
     worker dies is retried and resumes. At the end report.md, report.json and report.png
-    (`inas report` of every run) are written into the sweep directory.
+    (`inas report` of every run) are written into the sweep directory. With --tracking-uri the
+    sweep is one MLflow run (the grid, the report) and each of its runs a run nested under it.
 
     Examples:
       inas sweep --dataset synthetic --heuristic softmax_response random --seed 0 1 --out sweeps/demo
@@ -85,12 +89,13 @@ def sweep(
             typer.echo(f"{sweep_dir / run.name}: inas run {' '.join(run.args)}")
         typer.echo(f"{len(runs)} runs in {sweep_dir}")
         return
+    target = tracking_target(tracking_uri, experiment, resume)
     _execute(sweep_dir, runs, grid, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-             parallel_candidates=parallel_candidates, max_retries=max_retries, log_x=log_x)
+             parallel_candidates=parallel_candidates, max_retries=max_retries, log_x=log_x, target=target)
 
 
 def _execute(sweep_dir: Path, runs, grid, *, address, cpus_per_run, gpus_per_run, parallel_candidates,
-             max_retries, log_x) -> None:
+             max_retries, log_x, target=None) -> None:
     try:
         import ray
     except ImportError:
@@ -116,10 +121,17 @@ def _execute(sweep_dir: Path, runs, grid, *, address, cpus_per_run, gpus_per_run
                        "--cpus-per-run (at least one thread): give --cpus-per-run 3 or more so they get a CPU each")
         typer.echo(f"sweep of {len(runs)} runs in {sweep_dir} on {where} "
                    f"({cpus_per_run:g} CPUs, {gpus_per_run:g} GPUs per run)")
+        # The runs are nested under the sweep's MLflow run, so it is made first; without it (the server
+        # went down) they run untracked, and `inas track sync SWEEP_DIR` uploads them all later.
+        tracker = new_tracker("sweep", sweep_dir, target)
+        run_options = tracking_args(target, tracker.run_id) if tracker is not None and tracker.open() else []
         try:
             summary = execute(sweep_dir, runs, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                              parallel_candidates=parallel_candidates, max_retries=max_retries, echo=typer.echo)
+                              parallel_candidates=parallel_candidates, max_retries=max_retries, echo=typer.echo,
+                              run_options=run_options)
         except KeyboardInterrupt:
+            if tracker is not None:
+                tracker.finish("interrupted")
             typer.echo(f"\ninterrupted: continue with  inas sweep --resume {sweep_dir}", err=True)
             raise typer.Exit(130)
         tables = write_report(sweep_dir, runs, log_x=log_x)
@@ -128,6 +140,8 @@ def _execute(sweep_dir: Path, runs, grid, *, address, cpus_per_run, gpus_per_run
             typer.echo(f"report: {tables}, {sweep_dir / 'report.png'}")
         typer.echo(f"sweep done in {summary.seconds / 60:.1f} min: {len(summary.complete)} runs complete, "
                    f"{len(summary.skipped)} skipped (already complete), {len(summary.failed)} failed")
+        if tracker is not None:
+            tracker.finish("failed" if summary.failed else "done")
         if summary.failed:
             raise fail(f"{len(summary.failed)} of {len(runs)} runs failed (errors in {sweep_dir / MANIFEST}); "
                        f"fix the cause and rerun with  inas sweep --resume {sweep_dir}", code=1)

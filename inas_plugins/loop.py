@@ -50,6 +50,7 @@ from .training.sources import InputFormat, TensorSource
 
 if TYPE_CHECKING:
     from .parallel import CandidatePool
+    from .tracking.tracker import Tracker
 
 
 class InMemoryActiveDataset(ActiveLearningDataset):
@@ -106,6 +107,9 @@ class ActiveRun:
     log: Callable[[str], None] = print
     # Trains the search's candidates as parallel Ray tasks (inas_plugins.parallel); None: one by one.
     candidate_pool: Optional["CandidatePool"] = None
+    # Told (``update()``) whenever the results files were written, at start-up and after each round, to
+    # mirror the directory into MLflow (inas_plugins.tracking); None: not tracked.
+    tracker: Optional["Tracker"] = None
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -199,6 +203,8 @@ class ActiveRun:
             atomic_write_json(self.run_dir / CONFIG_NAME, config)
             save_checkpoint(self.run_dir, state)
             write_results(self.run_dir, config, [], status="running")
+        if self.tracker is not None:
+            self.tracker.update()
         if state.finished:
             self.log(f"run in {self.run_dir} is already complete ({len(state.rounds)} rounds)")
             return state.rounds
@@ -237,6 +243,8 @@ class ActiveRun:
                                model_state={k: v.detach().cpu() for k, v in model.state_dict().items()})
             save_checkpoint(self.run_dir, state)
             write_results(self.run_dir, config, rounds, status="complete" if finished else "running")
+            if self.tracker is not None:
+                self.tracker.update()
             if finished:
                 return rounds
             round_index += 1

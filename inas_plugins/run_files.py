@@ -14,6 +14,7 @@ RESULTS_CSV = "results.csv"
 LEARNING_CURVE_PNG = "learning_curve.png"
 ARCHITECTURE_PNG = "architecture.png"
 LOCK_NAME = ".inas.lock"  # present only while a process holds the directory
+TRACKING_NAME = "mlflow.json"  # only in a tracked directory: its MLflow server, experiment and run (inas_plugins.tracking)
 
 #: What a run directory holds once its run has finished (and released the lock).
 RUN_FILES = frozenset({CONFIG_NAME, CHECKPOINT_NAME, RESULTS_JSON, RESULTS_CSV, LEARNING_CURVE_PNG, ARCHITECTURE_PNG})

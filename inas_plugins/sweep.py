@@ -58,6 +58,9 @@ SWEEP_OWNED = {
     "quiet": "runs write their log quietly into SWEEP_DIR/logs",
     "threads": "it follows --cpus-per-run",
     "parallel-candidates": "give it to `inas sweep` itself",
+    "tracking-uri": "give it to `inas sweep` itself (its runs are nested under the sweep's MLflow run)",
+    "experiment": "give it to `inas sweep` itself",
+    "parent-run-id": "the sweep nests its runs under its own MLflow run",
     "help": "it is no run option",
 }
 
@@ -265,14 +268,17 @@ def run_complete(run_dir: Path) -> bool:
 # --------------------------------------------------------------------------- one run (a Ray task)
 
 
-def run_command(run: SweepRun, run_dir: Path, threads: int, parallel_candidates: bool = False) -> list[str]:
-    """The ``inas run`` command line of a run's next attempt: resume when its directory holds the run."""
+def run_command(run: SweepRun, run_dir: Path, threads: int, parallel_candidates: bool = False,
+                run_options: Sequence[str] = ()) -> list[str]:
+    """The ``inas run`` command line of a run's next attempt: resume when its directory holds the run.
+    ``run_options``: options every run of this session gets that are no setting (MLflow tracking)."""
     where = ["--resume", str(run_dir)] if holds_run(run_dir) else [*run.args, "--out", str(run_dir)]
     return [sys.executable, "-m", "inas_cli.main", "run", *where, "--threads", str(threads), "--quiet",
-            *(["--parallel-candidates"] if parallel_candidates else [])]
+            *(["--parallel-candidates"] if parallel_candidates else []), *run_options]
 
 
-def execute_run(run: SweepRun, run_dir: str, log_path: str, threads: int, parallel_candidates: bool) -> dict[str, Any]:
+def execute_run(run: SweepRun, run_dir: str, log_path: str, threads: int, parallel_candidates: bool,
+                run_options: Sequence[str] = ()) -> dict[str, Any]:
     """Run (or resume) one ``inas run`` in a subprocess; the body of the sweep's Ray task.
 
     Returns the run's state for the manifest. A subprocess killed by a signal raises
@@ -281,7 +287,7 @@ def execute_run(run: SweepRun, run_dir: str, log_path: str, threads: int, parall
     run_dir_path = Path(run_dir)
     if run_complete(run_dir_path):
         return {"status": "complete", "seconds": 0.0, "skipped": True}
-    command = run_command(run, run_dir_path, threads, parallel_candidates)
+    command = run_command(run, run_dir_path, threads, parallel_candidates, run_options)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
     began = time.time()
     with open(log_path, "a") as log:
@@ -370,12 +376,14 @@ class SweepSummary:
 
 def execute(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, cpus_per_run: float = 1,
             gpus_per_run: float = 0, parallel_candidates: bool = False, max_retries: int = 3,
-            echo: Callable[[str], None] = print, refresh_s: float = 30.0) -> SweepSummary:
+            echo: Callable[[str], None] = print, refresh_s: float = 30.0,
+            run_options: Sequence[str] = ()) -> SweepSummary:
     """Execute ``runs`` (prepared with :func:`prepare`) as Ray tasks on the Ray of this process.
 
     Each task asks Ray for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs; its run trains with
     that many torch threads (a third of them per candidate with ``parallel_candidates``, which then
-    trains up to three candidates at once). Prints a progress line whenever a count changes (and
+    trains up to three candidates at once); ``run_options`` go to every run's command line (see
+    :func:`run_command`). Prints a progress line whenever a count changes (and
     every ``refresh_s``), records every run's state in the manifest, and returns the summary.
     """
     import ray
@@ -391,7 +399,8 @@ def execute(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, cpus_per_
         status[name] = {**status.get(name, {}), "status": "complete"}
     session_start = time.time()
     pending = _submit([run for run in runs if run.name not in skipped], sweep_dir, cpus_per_run=cpus_per_run,
-                      gpus_per_run=gpus_per_run, parallel_candidates=parallel_candidates, max_retries=max_retries)
+                      gpus_per_run=gpus_per_run, parallel_candidates=parallel_candidates, max_retries=max_retries,
+                      run_options=run_options)
     for run in pending.values():
         status[run.name] = {"status": "queued"}
     write_manifest(sweep_dir, manifest)
@@ -428,7 +437,7 @@ def execute(sweep_dir: str | os.PathLike, runs: Sequence[SweepRun], *, cpus_per_
 
 
 def _submit(runs: Sequence[SweepRun], sweep_dir: Path, *, cpus_per_run: float, gpus_per_run: float,
-            parallel_candidates: bool, max_retries: int) -> dict[Any, SweepRun]:
+            parallel_candidates: bool, max_retries: int, run_options: Sequence[str] = ()) -> dict[Any, SweepRun]:
     """One Ray task per run (retried when its worker dies), by the task's object reference."""
     import ray
 
@@ -436,7 +445,7 @@ def _submit(runs: Sequence[SweepRun], sweep_dir: Path, *, cpus_per_run: float, g
                                            retry_exceptions=[RunInterrupted])
     threads = max(1, int(cpus_per_run) // (3 if parallel_candidates else 1))
     return {task.remote(run, str(sweep_dir / run.name), str(sweep_dir / LOG_DIR / f"{run.name}.log"), threads,
-                        parallel_candidates): run for run in runs}
+                        parallel_candidates, tuple(run_options)): run for run in runs}
 
 
 def _count(name: str, result: dict[str, Any], progress: Progress, complete: list[str], failed: dict[str, str]) -> None:

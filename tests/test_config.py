@@ -17,7 +17,8 @@ from inas_plugins.config import (OWN_FIELDS, PRESETS, RUN_FLAGS, SECTIONS, RunCo
 from inas_plugins.settings import QueryOptions, SearchOptions, SettingError
 from inas_plugins.training.recipe import TrainRecipe
 
-NOT_SETTINGS = {"out", "resume", "quiet", "preset", "query_size", "schedule", "threads", "parallel_candidates"}
+NOT_SETTINGS = {"out", "resume", "quiet", "preset", "query_size", "schedule", "threads", "parallel_candidates",
+                "tracking_uri", "experiment", "parent_run_id"}
 
 
 def run_command():

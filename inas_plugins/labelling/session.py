@@ -137,6 +137,8 @@ def _sync(run_dir: Path, studio: Optional[Studio], *, force: bool, progress: boo
     log(f"round {round_index}: {labelled} labels, searching from A{tuple(state.arch)}")
     result = run_round(project, labels, set(store.current()), round_index, Arch(*state.arch), query_size, run_dir,
                        progress=progress, log=log)
+    answers = store.current()  # where the answers stood for this round (an MLflow step records it)
+    result.record.update(skipped=sum(1 for name in answers.values() if not name), conflicts=len(store.conflicts()))
     state.rounds.append(result.record)
     state.arch = result.arch.as_list()
     state.batch = result.batch
