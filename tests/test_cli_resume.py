@@ -235,6 +235,8 @@ def test_flags_that_would_change_a_resumed_run_are_refused_with_what_may_change(
     assert_one_line_error(result, "--epochs 5 (the run has 1)", "--heuristic bald (the run has softmax_response)",
                           "may change on resume: --data-dir, --device")
     assert_one_line_error(invoke("run", "--resume", run_dir, "--preset", "cpu"), "--preset cannot change")
+    assert_one_line_error(invoke("run", "--resume", run_dir, "--recipe", "paper", "--label-smoothing", "0.3"),
+                          "--recipe paper (the run has lowdata)", "--label-smoothing 0.3 (the run has 0.1)")
     assert_one_line_error(invoke("run", "--resume", run_dir, "--out", tmp_path / "x"), "--out and --resume")
     same = invoke("run", "--resume", run_dir, "--epochs", "1", "--dataset", "synthetic", "--device", "cpu")
     assert same.exit_code == 0 and "already complete" in same.output, same.output
