@@ -307,7 +307,8 @@ def test_parallel_candidates_choose_as_the_sequential_search(tmp_path, local_ray
     assert [r["arch"] for r in rounds[0]] == [r["arch"] for r in rounds[1]]
     assert [[(c["arch"], c["val_accuracy"]) for c in r["candidates"]] for r in rounds[0]] == \
         [[(c["arch"], c["val_accuracy"]) for c in r["candidates"]] for r in rounds[1]]
-    assert all(len(r["candidates"]) >= 2 for r in rounds[1])
+    # the search stops growing once it reaches --max-blocks/--max-stacks, so only some rounds compare several
+    assert any(len(r["candidates"]) >= 2 for r in rounds[1])
     assert np.array_equal(load_checkpoint(sequential).labelled_map, load_checkpoint(parallel).labelled_map)
     halving = CliRunner().invoke(app, ["run", *args, "--parallel-candidates", "--successive-halving",
                                        "--out", str(tmp_path / "halving")])
