@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import statistics
 import sys
@@ -203,8 +202,10 @@ def pick_lowdata(results: list[dict], recipes: dict) -> tuple[str, dict]:
 
 
 def main_cells() -> list[dict]:
+    """Seed by seed, each recipe beside the other, so an interrupted study has paired cells of every
+    network and size on its first seeds."""
     return [dict(stage="main", recipe=recipe, overrides={}, arch=arch, size=size, seed=seed, kind="test")
-            for recipe, arch, seed, size in itertools.product(("paper", "lowdata"), ARCHS, SEEDS, SIZES)]
+            for seed, arch, size, recipe in itertools.product(SEEDS, ARCHS, SIZES, ("paper", "lowdata"))]
 
 
 def compute_reference(exponent: float) -> int:
@@ -216,7 +217,7 @@ def compute_reference(exponent: float) -> int:
 def compute_cells() -> list[dict]:
     return [dict(stage="compute", recipe="lowdata", arch="2x4", size=size, seed=seed, kind="test",
                  overrides={"epoch_size_exponent": exponent, "epoch_size_reference": compute_reference(exponent)})
-            for exponent, seed, size in itertools.product((0.5, 1.0), SEEDS, SIZES)]
+            for seed, exponent, size in itertools.product(SEEDS, (0.5, 1.0), SIZES)]  # seed by seed
 
 
 def premature_cells() -> list[dict]:
@@ -266,24 +267,32 @@ def load_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_cells(cells: list[dict], pool: ProcessPoolExecutor, results_path: Path, done: set[str], deadline: float) -> None:
-    """Run the cells not yet in the results file, appending each result as it arrives."""
+def run_cells(cells: list[dict], pool: ProcessPoolExecutor, slots: int, results_path: Path, done: set[str],
+              deadline: float) -> None:
+    """Run the cells not yet in the results file, appending each result as it arrives.
+
+    Cells are handed to the pool one per free worker, not all at once: the executor moves submitted work
+    into its call queue ahead of time, where it can no longer be cancelled, so a deadline would otherwise
+    still start a few cells after it passed."""
     todo = [cell for cell in cells if cell_key(cell) not in done]
     print(f"{len(todo)} cells to run ({len(cells) - len(todo)} already done)", flush=True)
     if LIMIT_CELLS is not None:  # --smoke: a few cells of each stage
         todo = [cell for stage in dict.fromkeys(c["stage"] for c in todo)
                 for cell in [c for c in todo if c["stage"] == stage][:LIMIT_CELLS]]
-    pending = {pool.submit(run_cell, cell) for cell in todo}
+    waiting = list(reversed(todo))
+    pending: set = set()
     finished = 0
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 and deadline != math.inf:  # start nothing new; keep what is already training
-            pending = {future for future in pending if not future.cancel()}
-            print(f"deadline reached: {len(todo) - finished - len(pending)} cells left undone; "
-                  f"waiting for the {len(pending)} in training", flush=True)
-            deadline = math.inf
-            continue
-        complete, pending = wait(pending, timeout=min(max(remaining, 1), 30), return_when=FIRST_COMPLETED)
+    while waiting or pending:
+        if waiting and time.monotonic() >= deadline:
+            print(f"deadline reached: {len(waiting)} cells left undone; waiting for the {len(pending)} in training",
+                  flush=True)
+            waiting = []
+        while waiting and len(pending) < slots:
+            pending.add(pool.submit(run_cell, waiting.pop()))
+        if not pending:
+            break
+        timeout = min(max(deadline - time.monotonic(), 1), 30) if waiting else None
+        complete, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
         with results_path.open("a") as handle:
             for future in complete:
                 result = future.result()
@@ -336,13 +345,13 @@ def study(args: argparse.Namespace) -> None:
         if "tune" in args.stages:
             print("== stage tune", flush=True)
             with pool() as workers:
-                run_cells(tune_cells(), workers, args.results, done, deadline)
+                run_cells(tune_cells(), workers, args.workers, args.results, done, deadline)
                 combined = combined_overrides(load_results(args.results), args.min_gain)
                 print(f"combined changes: {combined}", flush=True)
                 if len(combined) > 1:  # with one change or none, "combined" is a variant already measured
                     run_cells([dict(cell, variant="combined", knob="-", overrides=combined)
-                               for cell in tune_cells() if cell["variant"] == "draft"], workers, args.results, done,
-                              deadline)
+                               for cell in tune_cells() if cell["variant"] == "draft"],
+                              workers, args.workers, args.results, done, deadline)
             name, recipes["lowdata"] = pick_lowdata(load_results(args.results), recipes)
             args.picked.write_text(json.dumps({"variant": name, "recipe": recipes["lowdata"], "draft": DRAFT},
                                               indent=1) + "\n")
@@ -353,7 +362,8 @@ def study(args: argparse.Namespace) -> None:
                      "ablation": lambda: ablation_cells(recipes["lowdata"]), "timing": timing_cells}
             print(f"== stages {', '.join(later)}", flush=True)
             with pool() as workers:  # one queue, in stage order, so no worker waits for a stage to drain
-                run_cells([cell for stage in later for cell in cells[stage]()], workers, args.results, done, deadline)
+                run_cells([cell for stage in later for cell in cells[stage]()], workers, args.workers, args.results,
+                          done, deadline)
 
 
 # ----------------------------------------------------------------------------- the report
@@ -435,12 +445,17 @@ def report(results: list[dict], picked: dict | None, command: str) -> str:
                 row += [_cell(list(ablated.values())), f"{statistics.fmean(diffs):+.3f}" if diffs else "-"]
             rows.append(row)
         lines += [markdown_table(["without", "800", "change at 800", "3200", "change at 3200"], rows), ""]
+    # Only seeds the compute stage finished, and the fixed row (the main stage's) on those seeds, so every
+    # row sees the same labelled images and initial weights.
     compute = _select(results, stage="compute")
+    cells_per_seed = len(compute_cells()) // len(SEEDS)
+    seeds = sorted(seed for seed in {r["seed"] for r in compute} if len(_select(compute, seed=seed)) == cells_per_seed)
+    compute = [r for r in compute if r["seed"] in seeds]
     if compute:
+        fixed = [r for r in _select(main, arch="2x4", recipe="lowdata") if r["seed"] in seeds]
         lines += ["### Compute per round: samples per round growing with the labelled set, same total per run "
-                  "(lowdata, A(2,4), seeds 0-2)", ""]
-        rows = [["fixed (exponent 0)", *[_cell(_accuracies(main, arch="2x4", recipe="lowdata", size=size))
-                                         for size in SIZES], _auc(main, arch="2x4", recipe="lowdata")]]
+                  f"(lowdata, A(2,4), seeds {', '.join(map(str, seeds))})", ""]
+        rows = [["fixed (exponent 0)", *[_cell(_accuracies(fixed, size=size)) for size in SIZES], _auc(fixed)]]
         for exponent in (0.5, 1.0):
             where = {"stage": "compute"}
             chosen = [r for r in compute if r["overrides"]["epoch_size_exponent"] == exponent]
@@ -482,7 +497,7 @@ def timing_table(results: list[dict]) -> list[str]:
                             "(10,000 images)", "test share", "test accuracy", "round / paper's"], rows)
     ratio = statistics.fmean(per_sample["lowdata"]) / statistics.fmean(per_sample["paper"]) \
         if {"paper", "lowdata"} <= set(per_sample) else float("nan")
-    return [table, "", f"Training cost per sample, lowdata / paper: {ratio:.2f} (the paper's bilinear warp is gone). "
+    return [table, "", f"Training cost per sample, lowdata / paper: {ratio:.2f}. "
             "With the growing epoch a run of the cpu preset trains as many samples as with the fixed one, so its "
             f"training costs about {ratio:.2f}x the paper recipe's; the rounds above 1,000 labels cost more than "
             "before, those below less. The test pass with flip TTA (two views) is the share shown of a round's "
