@@ -114,6 +114,10 @@ LOWDATA_STUDY: dict[str, dict] = {
        for network in ("fixed1x2", "fixed2x4", "fixed3x4", "inas")
        for short, heuristic in (("random", "random"), ("badge", "badge"), ("coreset", "coreset"))},
     "inas-badge-start2x2": lowdata("badge", start_arch="2x2", search={"premature_fraction": 0.25}),
+    # Does label smoothing change what softmax response and MC-dropout measure? On the network where the
+    # first study saw MC-dropout keep up with random.
+    "fixed2x4-sr": lowdata("softmax_response", arch="2x4"),
+    "fixed2x4-mc": lowdata("mc_dropout", arch="2x4"),
 }
 STUDIES = {"lowdata": LOWDATA_STUDY, "paper-recipe": PAPER_RECIPE_STUDY}
 SECTION = {"lowdata": "label-efficiency-lowdata", "paper-recipe": "label-efficiency"}
