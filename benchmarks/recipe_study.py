@@ -24,6 +24,19 @@ cells already there are skipped, so an interrupted study continues where it stop
   are trained on S' for the full recipe (scored on the test set: the truth) and for 1/8 and 1/4 of
   it under each premature schedule (scored on V', as the search scores them).
 * ``ablation``: lowdata with one component set back to the paper's, A(2,4), 800 and 3,200, seeds 0-2.
+* ``mixing``: stronger regularisation for the small labelled sets, one change at a time on top of
+  lowdata (MixUp, CutMix, both, more weight decay), A(2,4), 200/800/1,600/3,200 labels, tuning seeds
+  100-101.
+* ``mixing_check``: the best of them (highest mean over the mixing cells, or ``--mixing-variants``)
+  against lowdata, A(2,4), 200-3,200 labels, the reported seeds 0-2.
+* ``mixing_networks``: the same for the smaller and the bigger network, A(1,2) and A(3,4), at
+  200-1,600 labels (where mixing helped A(2,4)), seeds 0-2.
+* ``mixing_compute``: the same for A(2,4) at 200-800 labels (where lowdata now mixes) with the ``cpu``
+  preset's epoch growing with sqrt(labelled), which gives the small sets fewer samples (0.44x at 200
+  labels): does mixing still pay there?
+
+The mixing stages report into a section of their own ("Training recipe: batch mixing"); in them,
+``lowdata`` means lowdata without its batch mixing, the recipe their variants change.
 
 ``--report`` writes the tables into BENCHMARKS.md ("Training recipe") from the results file.
 
@@ -50,7 +63,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-STAGES = ("tune", "main", "compute", "premature", "ablation", "timing")
+STAGES = ("tune", "main", "compute", "premature", "ablation", "timing", "mixing", "mixing_check", "mixing_networks",
+          "mixing_compute")
+MIXING_STAGES = ("mixing", "mixing_check", "mixing_networks", "mixing_compute")
 SIZES = (200, 400, 800, 1600, 3200)
 TUNE_SIZES, TUNE_SEEDS = (200, 800, 3200), (100, 101)
 SEEDS = (0, 1, 2)
@@ -80,6 +95,16 @@ TUNE_VARIANTS = (
     ("warmup", "0.2", {"warmup": 0.2}), ("ema_decay", "0.99", {"ema_decay": 0.99}),
     ("ema_decay", "0.995", {"ema_decay": 0.995}),
 )
+# Stronger regularisation for 200-800 labels, where lowdata's networks see each image hundreds of times.
+MIXING_VARIANTS = {
+    "lowdata": {}, "mixup=1": {"mixup": 1.0}, "cutmix=1": {"cutmix": 1.0},
+    "mixup=1 or cutmix=1": {"mixup": 1.0, "cutmix": 1.0}, "weight_decay=5e-3": {"weight_decay": 5e-3},
+    "mixup=0.2": {"mixup": 0.2},
+}
+MIXING_SIZES = (200, 800, 1600, 3200)
+MIXING_NETWORK_SIZES = (200, 400, 800, 1600)  # where mixing helped A(2,4) in mixing_check
+MIXING_COMPUTE_SIZES = (200, 400, 800)  # where lowdata mixes (mixing_max_labels=1000)
+NO_MIXING = {"mixup": 0.0, "cutmix": 0.0, "mixing_max_labels": None}
 # The components of lowdata, each set back to the paper's value.
 ABLATIONS = {
     "schedule (paper's steps, no warmup)": {"lr_schedule": "step", "lr_milestones": (0.5, 0.75), "warmup": 0.0},
@@ -91,6 +116,7 @@ ABLATIONS = {
     "no cutout": {"cutout": 0.0},
     "no weight average": {"ema_decay": None},
     "no flip TTA": {"test_flips": False},
+    "no batch mixing": {"mixup": 0.0, "cutmix": 0.0},
     "paper lr and weight decay": {"lr": 0.1, "weight_decay": 5e-4},
 }
 
@@ -118,7 +144,10 @@ def run_cell(cell: dict) -> dict:
     from inas_plugins.training.trainer import derive_seed
 
     data = _WORKER["data"]
-    recipe = TrainRecipe.from_dict({**_WORKER["recipes"][cell["recipe"]], **_WORKER["compute"], **cell["overrides"]})
+    base = _WORKER["recipes"][cell["recipe"]]
+    if cell["stage"] in MIXING_STAGES:  # their "lowdata" is lowdata without its batch mixing, which they measure
+        base = {**base, **NO_MIXING}
+    recipe = TrainRecipe.from_dict({**base, **_WORKER["compute"], **cell["overrides"]})
     order = np.random.default_rng(cell["seed"]).permutation(len(data["train_labels"]))[:cell["size"]]
     images, labels = data["train_images"][order], data["train_labels"][order]
     arch = Arch.parse(cell["arch"])
@@ -253,6 +282,45 @@ def ablation_cells(lowdata: dict) -> list[dict]:
             for seed, (name, overrides), size in itertools.product(SEEDS, ablations.items(), (800, 3200))]
 
 
+def mixing_cells() -> list[dict]:
+    """Seed by seed and size by size, so an interrupted stage has every variant on its first cells."""
+    return [dict(stage="mixing", variant=name, recipe="lowdata", overrides=overrides, arch="2x4", size=size, seed=seed,
+                 kind="test")
+            for seed, size, (name, overrides) in itertools.product(TUNE_SEEDS, MIXING_SIZES, MIXING_VARIANTS.items())]
+
+
+def best_mixing(results: list[dict]) -> str:
+    """The mixing variant, lowdata itself excluded, with the highest mean accuracy over the mixing cells that
+    every variant finished (so an interrupted stage compares like with like)."""
+    cells = _select(results, stage="mixing")
+    complete = [key for key in {(r["size"], r["seed"]) for r in cells}
+                if len({r["variant"] for r in cells if (r["size"], r["seed"]) == key}) == len(MIXING_VARIANTS)]
+    if not complete:
+        raise SystemExit("no (size, seed) of the mixing stage has all its variants: run --stages mixing first")
+    means = {name: statistics.fmean(r["accuracy"] for r in cells if r["variant"] == name and (r["size"], r["seed"])
+                                    in complete) for name in MIXING_VARIANTS if name != "lowdata"}
+    return max(means, key=means.get)
+
+
+def mixing_check_cells(variants: list[str]) -> list[dict]:
+    return [dict(stage="mixing_check", variant=name, recipe="lowdata", overrides=MIXING_VARIANTS[name], arch="2x4",
+                 size=size, seed=seed, kind="test")
+            for seed, size, name in itertools.product(SEEDS, SIZES, ("lowdata", *variants))]
+
+
+def mixing_compute_cells(variants: list[str]) -> list[dict]:
+    return [dict(stage="mixing_compute", variant=name, recipe="lowdata", arch="2x4", size=size, seed=seed,
+                 kind="test", overrides={**MIXING_VARIANTS[name], **CPU_PRESET_COMPUTE})
+            for seed, size, name in itertools.product(SEEDS, MIXING_COMPUTE_SIZES, ("lowdata", *variants))]
+
+
+def mixing_network_cells(variants: list[str]) -> list[dict]:
+    return [dict(stage="mixing_networks", variant=name, recipe="lowdata", overrides=MIXING_VARIANTS[name], arch=arch,
+                 size=size, seed=seed, kind="test")
+            for seed, arch, size, name in itertools.product(SEEDS, ("1x2", "3x4"), MIXING_NETWORK_SIZES,
+                                                            ("lowdata", *variants))]
+
+
 def _same(a, b) -> bool:
     """Equal settings, a list read back from JSON and a tuple included."""
     return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
@@ -356,10 +424,16 @@ def study(args: argparse.Namespace) -> None:
             args.picked.write_text(json.dumps({"variant": name, "recipe": recipes["lowdata"], "draft": DRAFT},
                                               indent=1) + "\n")
             print(f"picked lowdata = {name}: {recipes['lowdata']}", flush=True)
+        if {"mixing_check", "mixing_networks", "mixing_compute"} & set(args.stages):
+            args.mixing_variants = args.mixing_variants or [best_mixing(load_results(args.results))]
+            print(f"mixing_check: lowdata against {', '.join(args.mixing_variants)}", flush=True)
         later = [stage for stage in args.stages if stage != "tune"]
         if later:
             cells = {"main": main_cells, "compute": compute_cells, "premature": premature_cells,
-                     "ablation": lambda: ablation_cells(recipes["lowdata"]), "timing": timing_cells}
+                     "ablation": lambda: ablation_cells(recipes["lowdata"]), "timing": timing_cells,
+                     "mixing": mixing_cells, "mixing_check": lambda: mixing_check_cells(args.mixing_variants),
+                     "mixing_networks": lambda: mixing_network_cells(args.mixing_variants),
+                     "mixing_compute": lambda: mixing_compute_cells(args.mixing_variants)}
             print(f"== stages {', '.join(later)}", flush=True)
             with pool() as workers:  # one queue, in stage order, so no worker waits for a stage to drain
                 run_cells([cell for stage in later for cell in cells[stage]()], workers, args.workers, args.results,
@@ -474,6 +548,43 @@ def report(results: list[dict], picked: dict | None, command: str) -> str:
     return "\n".join(lines)
 
 
+def mixing_report(results: list[dict], command: str) -> str:
+    """The mixing stages' tables: every variant on the tuning cells, then the pick against lowdata."""
+    from _report import markdown_table
+
+    lines = ["## Training recipe: batch mixing and stronger regularisation at 200-3,200 labels (whole test set)", "",
+             f"Command: `{command}`. Script: `benchmarks/recipe_study.py` (stages `mixing`, "
+             "`mixing_check`, `mixing_networks`, `mixing_compute`; its docstring says what each measures).", "",
+             "`lowdata` in these tables is lowdata *without* batch mixing, the recipe each variant changes; "
+             "each cell trains A(i, j) of width 16 on a random labelled set with 24 epochs of 4,000 samples "
+             "(96,000 per cell, the `mixing_compute` stage excepted) and tests on all 10,000 test images.", ""]
+    stages = [("mixing", TUNE_SEEDS, MIXING_SIZES, "tuning seeds 100-101", "2x4"),
+              ("mixing_check", SEEDS, SIZES, "the reported seeds 0-2", "2x4")]
+    stages += [("mixing_networks", SEEDS, SIZES, "the reported seeds 0-2", arch) for arch in ("1x2", "3x4")]
+    stages += [("mixing_compute", SEEDS, SIZES, "the reported seeds 0-2, the cpu preset's growing epoch", "2x4")]
+    for stage, seeds, sizes, title, arch in stages:
+        cells = _select(results, stage=stage, arch=arch)
+        if not cells:
+            continue
+        sizes = [size for size in sizes if _select(cells, size=size)]
+        lines += [f"### Stage `{stage}`, A({arch.replace('x', ',')}): test accuracy, mean ± std over {title}; "
+                  "change against lowdata paired per seed", ""]
+        rows = []
+        for name in [n for n in MIXING_VARIANTS if _select(cells, variant=n)]:
+            row = [name]
+            for size in sizes:
+                base = {r["seed"]: r["accuracy"] for r in _select(cells, variant="lowdata", size=size)}
+                mine = {r["seed"]: r["accuracy"] for r in _select(cells, variant=name, size=size)}
+                diffs = [mine[s] - base[s] for s in mine if s in base]
+                row.append(_cell(list(mine.values())) + ("" if name == "lowdata" or not diffs
+                                                         else f" ({statistics.fmean(diffs):+.3f})"))
+            seconds = [r["train_seconds"] for r in _select(cells, variant=name)]
+            row.append(f"{statistics.fmean(seconds):.0f}")
+            rows.append(row)
+        lines += [markdown_table(["variant", *map(str, sizes), "train seconds per cell"], rows), ""]
+    return "\n".join(lines)
+
+
 def timing_table(results: list[dict]) -> list[str]:
     """Process CPU seconds (less disturbed by other jobs than wall time) of training and of testing on the
     whole test set, per round, and the ratio lowdata / paper; the machine was shared while this ran."""
@@ -570,6 +681,8 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=float("inf"), help="stop starting cells after this many seconds")
     parser.add_argument("--min-gain", type=float, default=0.005,
                         help="accuracy a tuned change must add (mean over the tuning cells) to enter 'combined'")
+    parser.add_argument("--mixing-variants", nargs="+", choices=[n for n in MIXING_VARIANTS if n != "lowdata"],
+                        help="what mixing_check compares with lowdata (default: the mixing stage's best)")
     parser.add_argument("--report", action="store_true", help="write the tables from --results into BENCHMARKS.md")
     parser.add_argument("--smoke", action="store_true", help="a tiny training per cell, to check the script runs")
     args = parser.parse_args()
@@ -581,10 +694,17 @@ def main() -> None:
         results = load_results(args.results)
         if not results:
             parser.error(f"{args.results} holds no results")
-        picked = json.loads(args.picked.read_text()) if args.picked.exists() else None
-        body = report(results, picked, " ".join(["python", *sys.argv]))
-        print(body)
-        write_section("recipe_study", body)
+        command = " ".join(["python", *sys.argv])
+        mixing = [r for r in results if r["stage"] in MIXING_STAGES]
+        if mixing:  # a section of its own, so a results file of these stages alone leaves the others' tables be
+            body = mixing_report(mixing, command)
+            print(body)
+            write_section("recipe_mixing", body)
+        if len(mixing) < len(results):
+            picked = json.loads(args.picked.read_text()) if args.picked.exists() else None
+            body = report([r for r in results if r["stage"] not in MIXING_STAGES], picked, command)
+            print(body)
+            write_section("recipe_study", body)
         return
     if not (args.data_dir / "train").is_dir():
         parser.error(f"--data-dir {args.data_dir} has no train/ folder (unpack cifar10-jpeg.tar.gz there)")

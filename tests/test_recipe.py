@@ -106,6 +106,66 @@ def test_nesterov_and_smoothing_reach_the_optimizer_and_the_loss():
         assert loss.item() == pytest.approx(F.cross_entropy(logits, target, label_smoothing=0.3).item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("mixing", [{"mixup": 1.0}, {"cutmix": 1.0}, {"mixup": 1.0, "cutmix": 1.0}])
+def test_batch_mixing_trains_on_each_batch_blended_with_its_roll(mixing):
+    """Cross-entropy is linear in the target, so a step that mixed its batch with the batch rolled by one
+    (weight lam on the batch itself) has loss lam * CE(y) + (1 - lam) * CE(y rolled), with lam in [0, 1]."""
+    images, labels = _data(n=96)
+    recipe = TrainRecipe(epochs=2, epoch_size=192, batch_size=32, label_smoothing=0.1, **mixing)
+    run = _trainer(recipe).start(_model(), images, labels, run_seed=5)
+    lams = []
+
+    def check(logits, target, loss):
+        assert target.dtype == torch.int64 and target.ndim == 1  # the hook still sees the true labels
+        own = F.cross_entropy(logits, target, label_smoothing=0.1).item()
+        rolled = F.cross_entropy(logits, target.roll(1), label_smoothing=0.1).item()
+        lams.append((loss.item() - rolled) / (own - rolled))
+
+    run.on_batch = check
+    run.finish()
+    assert len(lams) == recipe.total_steps
+    assert all(-1e-3 <= lam <= 1 + 1e-3 for lam in lams), lams
+    assert max(lams) - min(lams) > 0.1  # one Beta(1, 1) draw per batch, not one per run
+
+
+def test_batch_mixing_is_seeded_by_the_run_and_needs_a_class_count():
+    images, labels = _data(n=64)
+    recipe = TrainRecipe(epochs=1, epoch_size=128, batch_size=32, mixup=0.5, cutmix=0.5)
+    weights = []
+    for _ in range(2):
+        model = _model()
+        caller = torch.get_rng_state()
+        _trainer(recipe, seed=4).fit(model, images, labels)
+        assert torch.equal(torch.get_rng_state(), caller)  # the caller's global RNG is left as it was
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+    plain = _model()
+    _trainer(TrainRecipe(epochs=1, epoch_size=128, batch_size=32), seed=4).fit(plain, images, labels)
+    assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in plain.parameters()]))
+    bare = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+    with pytest.raises(ValueError, match="train.mixup and train.cutmix need the network's class count") as error:
+        _trainer(recipe).start(bare, images, labels)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="num_classes"):  # the recipe mixes even where the trainer does not augment
+        _trainer(recipe, augment=False).start(bare, images, labels)
+    _trainer(TrainRecipe.from_dict({**recipe.to_dict(), "mixup": 0.0, "cutmix": 0.0})).fit(bare, images, labels)
+
+
+def test_mixing_stops_above_its_labelled_size():
+    recipe = TrainRecipe(epochs=1, epoch_size=64, batch_size=32, mixup=1.0, cutmix=0.5, mixing_max_labels=48)
+    assert (recipe.for_labels(48).mixup, recipe.for_labels(48).cutmix) == (1.0, 0.5)
+    assert (recipe.for_labels(49).mixup, recipe.for_labels(49).cutmix) == (0.0, 0.0)
+    assert recipe.for_labels(49).mixing_max_labels is None  # a fitted recipe has no size rule left
+    images, labels = _data(n=64)
+    run = _trainer(recipe).start(_model(), images, labels)
+    assert run.recipe.mixup == 0.0
+    losses = []
+    run.on_batch = lambda logits, target, loss: losses.append(
+        (loss.item(), F.cross_entropy(logits, target).item()))
+    run.finish()
+    assert losses and all(loss == pytest.approx(plain, rel=1e-5) for loss, plain in losses)  # no mixing at 64 > 48
+
+
 def test_the_weight_average_is_what_the_run_ends_with():
     images, labels = _data()
     base = dict(epochs=2, epoch_size=64, batch_size=16, lr=0.05)
@@ -169,6 +229,8 @@ def test_epoch_size_follows_the_labelled_set():
     ({"warmup": 1.0}, "warmup"), ({"lr_schedule": "exponential"}, "lr_schedule"), ({"shift_mode": "wrap"}, "shift_mode"),
     ({"rotation": 200.0}, "rotation"), ({"shift": 0.6}, "shift"), ({"nesterov": "yes"}, "nesterov"),
     ({"nesterov": True, "momentum": 0.0}, "nesterov"), ({"epoch_size_exponent": -1.0}, "epoch_size_exponent"),
+    ({"mixup": -0.2}, "mixup"), ({"cutmix": 11.0}, "cutmix"), ({"mixup": float("nan")}, "mixup"),
+    ({"mixing_max_labels": 0}, "mixing_max_labels"), ({"mixing_max_labels": 2.5}, "mixing_max_labels"),
 ])
 def test_bad_fields_are_one_line_naming_the_field(bad, field):
     with pytest.raises(ValueError, match=field) as error:

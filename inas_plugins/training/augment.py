@@ -13,13 +13,17 @@ mean colour. Two ways to shift (:data:`~.recipe.SHIFT_MODES`):
 
 ``cutout`` (DeVries & Taylor, 2017) then zeroes one square per image, centred anywhere in it
 (clipped at the border).
+
+Batch mixing (:func:`batch_mixing`) comes last and changes the labels too: torchvision's ``MixUp``
+(Zhang et al., 2018) and ``CutMix`` (Yun et al., 2019) blend each batch with itself rolled by one,
+with one Beta(alpha, alpha) draw per batch, and return soft targets for the cross-entropy.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -166,3 +170,20 @@ def _cut_out(images: Tensor, centre_x: Tensor, centre_y: Tensor, size: int) -> T
     inside_y = (ys[None, :] >= top[:, None]) & (ys[None, :] < top[:, None] + size)
     inside_x = (xs[None, :] >= left[:, None]) & (xs[None, :] < left[:, None] + size)
     return images.masked_fill((inside_y[:, :, None] & inside_x[:, None, :])[:, None], 0.0)
+
+
+#: ``(images, labels) -> (mixed images, soft targets)`` for one batch.
+BatchMixing = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def batch_mixing(recipe: TrainRecipe, num_classes: int) -> Optional[BatchMixing]:
+    """torchvision's MixUp and/or CutMix as ``recipe.mixup`` / ``recipe.cutmix`` ask (their Beta alphas),
+    or None when both are off. With both, each batch takes one of the two at random, as torchvision's
+    own recipe does. Their random draws come from the global RNG, which the trainer seeds per run."""
+    if not (recipe.mixup or recipe.cutmix):
+        return None
+    from torchvision.transforms import v2  # only runs that mix pay for the import
+
+    mixers = [mixer(alpha=alpha, num_classes=num_classes)
+              for mixer, alpha in ((v2.MixUp, recipe.mixup), (v2.CutMix, recipe.cutmix)) if alpha]
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)

@@ -15,9 +15,10 @@ without it is an error, never a silent fallback. The device is named in a log li
 The recipe (:mod:`.recipe`) decides the optimiser (SGD, optionally Nesterov, weight decay optionally
 kept off norms and biases), the learning-rate schedule (torch's ``MultiStepLR``, ``LinearLR`` or
 ``CosineAnnealingLR``, after an optional ``LinearLR`` warmup, chained by ``SequentialLR``), label
-smoothing, an exponential weight average (``AveragedModel``: at the end of a run its weights
-replace the network's, so what is evaluated, queried, saved and inherited is the average) and
-flip test-time augmentation in :meth:`Trainer.evaluate`.
+smoothing, batch mixing (torchvision's ``MixUp``/``CutMix``, soft targets), an exponential weight
+average (``AveragedModel``: at the end of a run its weights replace the network's, so what is
+evaluated, queried, saved and inherited is the average) and flip test-time augmentation in
+:meth:`Trainer.evaluate`.
 
 Reproducibility: the k-th run started by a trainer (``fit`` or ``start``, counting from 0) draws all
 its randomness -- sample order, augmentation and the global RNG that dropout uses -- from a seed
@@ -43,7 +44,7 @@ from tqdm.auto import tqdm
 
 from ..device import DEVICE_CHOICES, amp_dtype, autocast, memory_format, resolve_device
 from ..inference import iterate_outputs, run_model
-from .augment import BatchAugment
+from .augment import BatchAugment, BatchMixing, batch_mixing
 from .recipe import TrainRecipe, batch_bounds
 from .sources import DataSource, InputFormat, TensorSource, check_labels
 
@@ -78,10 +79,11 @@ class Trainer:
 
     ``mean``/``std`` (per channel, 0..1 scale) are the format of uint8 tensors handed to ``fit`` and
     friends directly; a :class:`~.sources.DataSource` brings its own format. ``augment`` switches the
-    trainer's batched augmentation (the recipe's shifts, rotations and cutout) as a whole;
-    ``flips=False`` says mirrored images change their meaning (digits, house numbers): training never
-    mirrors and evaluation ignores the recipe's ``test_flips``, as it does when the trainer does not
-    augment (a network that never saw a mirrored image is not tested on one).
+    trainer's batched augmentation (the recipe's shifts, rotations and cutout) as a whole, but not
+    the recipe's batch mixing (MixUp, CutMix), which per-image transforms cannot do; ``flips=False``
+    says mirrored images change their meaning (digits, house numbers): training never mirrors and
+    evaluation ignores the recipe's ``test_flips``, as it does when the trainer does not augment (a
+    network that never saw a mirrored image is not tested on one).
     """
 
     def __init__(
@@ -263,6 +265,9 @@ class TrainingRun:
         self._bounds = batch_bounds(recipe.epoch_size, recipe.batch_size)
         self._augment_size: tuple[int, ...] | None = None
         self._augmentation: Optional[BatchAugment] = None
+        # The recipe's, even where the trainer does not augment images (a baal dataset's own transforms
+        # augment each image; none of them can blend a batch).
+        self._mixing = self._batch_mixing(recipe, self.model)
         self.epochs_done = 0
         self.step = 0
         self.seconds = 0.0
@@ -362,11 +367,14 @@ class TrainingRun:
             augment = self._augment(x)
             if augment is not None:
                 x = augment(x, generator)
+            target = y
+            if self._mixing is not None:
+                x, target = self._mixing(x, y)
             if trainer.on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(trainer.device):
                 logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+                loss = F.cross_entropy(logits, target, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -384,6 +392,18 @@ class TrainingRun:
             self.scheduler.step()
             self.step += 1
         return loss_sum
+
+    @staticmethod
+    def _batch_mixing(recipe: TrainRecipe, model: nn.Module) -> Optional[BatchMixing]:
+        """MixUp/CutMix for this run, if the recipe asks; soft targets need the network's class count."""
+        if not (recipe.mixup or recipe.cutmix):
+            return None
+        num_classes = getattr(model, "num_classes", None)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"train.mixup and train.cutmix need the network's class count as a `num_classes` "
+                             f"attribute (timm's convention; {type(model).__name__} has {num_classes!r}), or set "
+                             f"them to 0")
+        return batch_mixing(recipe, num_classes)
 
     def _augment(self, images: Tensor) -> Optional[BatchAugment]:
         """The run's augmentation for this batch's image size (built on the first batch)."""
