@@ -105,9 +105,11 @@ def independent_accuracy(run: Path, data: Path) -> float:
             images.append(torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1))
             targets.append(label)
     x = (torch.stack(images).float() / 255.0 - mean) / std
+    project = json.loads((run / "project.json").read_text())
+    mirrored = project["flips"] and project["config"]["train"]["test_flips"]  # flip TTA: image and mirror summed
     with torch.no_grad():
-        predicted = model(x).argmax(1)
-    return float((predicted == torch.tensor(targets)).float().mean())
+        logits = model(x) + (model(x.flip(-1)) if mirrored else 0)
+    return float((logits.argmax(1) == torch.tensor(targets)).float().mean())
 
 
 @pytest.fixture
