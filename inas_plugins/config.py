@@ -519,7 +519,7 @@ def parse_schedule(text: str) -> list[list[int]]:
 # offline digits default. cpu and quick train with the lowdata recipe, which raised accuracy at every
 # labelled size of CIFAR-10 and the AUC on digits at 0.78x the training cost per sample (BENCHMARKS.md,
 # "Training recipe"); its MixUp (up to 1,000 labels) raised the quick preset's AUC on digits again, from
-# 0.950 to 0.964 (iNAS + softmax response, 3 seeds, each seed higher). paper keeps the paper's.
+# 0.950 to 0.963 (iNAS + softmax response, 3 seeds, each seed higher). paper keeps the paper's.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "recipe": "paper",

@@ -176,12 +176,17 @@ def _cut_out(images: Tensor, centre_x: Tensor, centre_y: Tensor, size: int) -> T
 BatchMixing = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-def batch_mixing(recipe: TrainRecipe, num_classes: int) -> Optional[BatchMixing]:
+def batch_mixing(recipe: TrainRecipe, model: torch.nn.Module) -> Optional[BatchMixing]:
     """torchvision's MixUp and/or CutMix as ``recipe.mixup`` / ``recipe.cutmix`` ask (their Beta alphas),
     or None when both are off. With both, each batch takes one of the two at random, as torchvision's
-    own recipe does. Their random draws come from the global RNG, which the trainer seeds per run."""
+    own recipe does. Soft targets need ``model.num_classes`` (timm's convention). Their random draws
+    come from the global RNG, which the trainer seeds per run."""
     if not (recipe.mixup or recipe.cutmix):
         return None
+    num_classes = getattr(model, "num_classes", None)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"train.mixup and train.cutmix need the network's class count as a `num_classes` "
+                         f"attribute (timm's convention; {type(model).__name__} has {num_classes!r}), or set them to 0")
     from torchvision.transforms import v2  # only runs that mix pay for the import
 
     mixers = [mixer(alpha=alpha, num_classes=num_classes)

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from ..device import DEVICE_CHOICES, amp_dtype, autocast, memory_format, resolve_device
 from ..inference import iterate_outputs, run_model
-from .augment import BatchAugment, BatchMixing, batch_mixing
+from .augment import BatchAugment, batch_mixing
 from .recipe import TrainRecipe, batch_bounds
 from .sources import DataSource, InputFormat, TensorSource, check_labels
 
@@ -267,7 +267,7 @@ class TrainingRun:
         self._augmentation: Optional[BatchAugment] = None
         # The recipe's, even where the trainer does not augment images (a baal dataset's own transforms
         # augment each image; none of them can blend a batch).
-        self._mixing = self._batch_mixing(recipe, self.model)
+        self._mixing = batch_mixing(recipe, self.model)
         self.epochs_done = 0
         self.step = 0
         self.seconds = 0.0
@@ -392,18 +392,6 @@ class TrainingRun:
             self.scheduler.step()
             self.step += 1
         return loss_sum
-
-    @staticmethod
-    def _batch_mixing(recipe: TrainRecipe, model: nn.Module) -> Optional[BatchMixing]:
-        """MixUp/CutMix for this run, if the recipe asks; soft targets need the network's class count."""
-        if not (recipe.mixup or recipe.cutmix):
-            return None
-        num_classes = getattr(model, "num_classes", None)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"train.mixup and train.cutmix need the network's class count as a `num_classes` "
-                             f"attribute (timm's convention; {type(model).__name__} has {num_classes!r}), or set "
-                             f"them to 0")
-        return batch_mixing(recipe, num_classes)
 
     def _augment(self, images: Tensor) -> Optional[BatchAugment]:
         """The run's augmentation for this batch's image size (built on the first batch)."""
